@@ -1,0 +1,1 @@
+"""govledger certs package."""

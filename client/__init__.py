@@ -1,0 +1,1 @@
+"""govledger Python SDK and command-line tool."""

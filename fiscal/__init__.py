@@ -1,0 +1,1 @@
+"""govledger fiscal package."""

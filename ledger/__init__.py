@@ -1,0 +1,1 @@
+"""govledger ledger layer: crypto suites, codec, Merkle proofs, state, blocks, storage, execution."""
