@@ -29,6 +29,10 @@ class KeyFileError(InputError):
     """A key file or key encoding cannot be read (wrong format, passphrase, curve)."""
 
 
+class CryptoError(InputError):
+    """Authenticated decryption failed, or a ciphertext, nonce or key has the wrong size."""
+
+
 class SignatureError(InputError):
     """A signature does not verify."""
 
