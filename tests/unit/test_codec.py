@@ -1,0 +1,132 @@
+"""Canonical codec: exact bytes, strict decoding, typed conversion, JSON view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgpack
+import pytest
+
+from ledger.codec import (
+    MAX_DEPTH,
+    Value,
+    decode,
+    decode_value,
+    encode,
+    encode_value,
+    from_json,
+    to_json,
+)
+from ledger.errors import DecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class Inner:
+    name: str
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outer:
+    amount: int
+    inner: Inner
+    items: list[int]
+    note: str | None
+    extra: dict[str, Value]
+    flag: bool = False
+
+
+def sample() -> Outer:
+    return Outer(amount=1_000_000, inner=Inner("市场监督管理局", b"\x00\xff"), items=[1, 2, 3],
+                  note=None, extra={"b": 1, "a": [b"x", None]}, flag=True)
+
+
+def test_map_keys_are_sorted_and_bytes_are_exact() -> None:
+    """Goal: one value has one encoding. Method: compare with hand-written msgpack bytes."""
+    assert encode_value({"b": 1, "a": 2}) == b"\x82\xa1a\x02\xa1b\x01"
+    assert encode_value(b"\x01") == b"\xc4\x01\x01"  # bin, not str
+    assert encode_value("é") == b"\xa2\xc3\xa9"
+
+
+def test_dataclass_round_trip() -> None:
+    """Goal: typed objects survive encode/decode. Method: round trip a nested dataclass."""
+    obj = sample()
+    assert decode(encode(obj), Outer) == obj
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"\x82\xa1b\x01\xa1a\x02", "canonical"),  # unsorted keys
+        (b"\x82\xa1a\x01\xa1a\x02", "canonical"),  # duplicate key
+        (b"\xcc\x05", "canonical"),  # 5 as uint8 instead of fixint
+        (b"\x01\x02", "trailing"),
+        (b"\xcb" + b"\x00" * 8, "float"),
+        (b"\xd4\x01\x00", "extension"),
+        (b"\x81\x01\x02", "key"),  # integer map key
+        (b"\xa2\xff\xfe", "UTF-8"),
+        (b"\x92\x01", "msgpack"),  # truncated array
+        (b"", "empty"),
+    ],
+)
+def test_non_canonical_and_malformed_input_is_rejected(data: bytes, why: str) -> None:
+    """Goal: decoding rejects every alternative or broken spelling with a clear reason.
+    Method: feed known-bad byte strings and check the message names the problem."""
+    with pytest.raises(DecodeError, match=why):
+        decode_value(data)
+
+
+def test_size_and_depth_limits() -> None:
+    """Goal: oversized or deeply nested input is refused before it costs much.
+    Method: a message one byte over the limit, and nesting one past MAX_DEPTH."""
+    blob = encode_value(b"x" * 100)
+    with pytest.raises(DecodeError, match="exceeds"):
+        decode_value(blob, max_size=len(blob) - 1)
+    deep: Value = 1
+    for _ in range(MAX_DEPTH + 1):
+        deep = [deep]
+    raw = msgpack.packb(deep)
+    with pytest.raises(DecodeError, match="deeper"):
+        decode_value(raw)
+
+
+def test_integers_are_bounded_and_floats_refused_on_encode() -> None:
+    """Goal: only 64-bit integers, never floats, can be encoded. Method: boundary values."""
+    assert decode_value(encode_value(2**64 - 1)) == 2**64 - 1
+    assert decode_value(encode_value(-(2**63))) == -(2**63)
+    with pytest.raises(DecodeError, match="64-bit"):
+        encode_value(2**64)
+    with pytest.raises(DecodeError, match="float"):
+        encode_value({"amount": 1.5})  # type: ignore[dict-item]
+
+
+def test_typed_decode_names_the_bad_field() -> None:
+    """Goal: a client learns which field is wrong. Method: wrong type, missing, unknown field."""
+    good = {"amount": 1, "inner": {"name": "n", "blob": b""}, "items": [], "note": None,
+            "extra": {}, "flag": False}
+    bad_type = dict(good, amount="1")
+    with pytest.raises(DecodeError, match=r"\$\.amount: expected int, got str"):
+        decode(encode_value(bad_type), Outer)  # type: ignore[arg-type]
+    missing = {k: v for k, v in good.items() if k != "items"}
+    with pytest.raises(DecodeError, match="missing field 'items'"):
+        decode(encode_value(missing), Outer)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match="unknown field"):
+        decode(encode_value(dict(good, zzz=1)), Outer)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match=r"\$\.inner\.blob: expected bytes"):
+        decode(encode_value(dict(good, inner={"name": "n", "blob": "x"})), Outer)  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match="expected bool"):
+        decode(encode_value(dict(good, flag=1)), Outer)  # type: ignore[arg-type]
+
+
+def test_json_view_round_trips_with_hex_bytes() -> None:
+    """Goal: JSON is a faithful view for typed objects. Method: to_json then from_json."""
+    obj = Outer(amount=5, inner=Inner("a", b"\xde\xad"), items=[1], note="x", extra={"k": "v"})
+    text = to_json(obj)
+    assert '"dead"' in text
+    assert from_json(Outer, text) == obj
+    with pytest.raises(DecodeError, match="float"):
+        from_json(Outer, text.replace('"amount": 5', '"amount": 5.5'))
+    with pytest.raises(DecodeError, match="not valid JSON"):
+        from_json(Outer, "{")
+    with pytest.raises(DecodeError, match="hex"):
+        from_json(Outer, text.replace('"dead"', '"zz"'))
