@@ -1,1 +1,1 @@
-"""govledger ledger layer: crypto suites, codec, Merkle proofs, state, blocks, storage, execution."""
+"""govledger ledger layer: crypto, codec, Merkle proofs, state, blocks, storage, execution."""

@@ -1,0 +1,461 @@
+"""Block storage: one interface, a LevelDB implementation and an in-memory one.
+
+Theory of operation
+-------------------
+A :class:`Store` holds the chain (headers, blocks, results, commit
+certificates), the transaction index, the authenticated state (the latest
+value of every key plus the sparse-Merkle nodes of every root), derived
+application indexes, and the consensus core's persisted votes.
+
+``append(commit)`` adds one block and everything it changed in ONE atomic
+write; for LevelDB that is a single ``write_batch(transaction=True,
+sync=True)``. After a crash at any moment the store holds exactly the blocks
+whose ``append`` returned — never half a block — because every key of a
+block, including the new head pointer, is in that one batch.
+
+LevelDB layout (all keys are ``prefix + suffix``; heights are 8-byte
+big-endian so keys sort by height; values are canonical msgpack unless
+noted):
+
+==========  =================  ==============================================
+prefix      suffix             value
+==========  =================  ==============================================
+``m:head``  —                  ``{"height", "block_hash"}``
+``m:format`` —                 ``{"version": 1}``
+``h:``      height             :class:`~ledger.block.BlockHeader`
+``b:``      height             :class:`~ledger.block.Block`
+``c:``      height             :class:`~ledger.block.CommitCertificate` (none at 0)
+``r:``      height             ``{"results": [TxResult, ...]}``
+``t:``      tx id (32 bytes)   ``{"height", "index"}``
+``s:``      state key          latest state value (raw bytes)
+``n:``      node hash          sparse-Merkle node record (raw, see ``ledger.state``)
+``x:``      index key          application index value (raw bytes)
+``k:``      consensus key      consensus core's persisted state (raw bytes)
+==========  =================  ==============================================
+
+On open the LevelDB store checks its head: the head header's hash equals the
+head pointer, its certificate names that hash, it links to the header below,
+its ``tx_root`` and ``result_root`` match the stored transactions and
+results, and the root node of its ``state_root`` exists. On any mismatch it
+raises :class:`~ledger.errors.CorruptionError` naming the height and what is
+wrong; the node refuses to start rather than serve from it.
+
+Errors: readers return ``None`` for absent data; a stored value that fails
+to decode raises CorruptionError. ``append`` of a block that does not extend
+the head is a caller bug (``ValueError``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from ledger.block import (
+    Block,
+    BlockHeader,
+    CommitCertificate,
+    TxResult,
+    result_root,
+    tx_root,
+)
+from ledger.codec import Value, decode, decode_value, encode, encode_value, from_value, to_value
+from ledger.crypto import Suite
+from ledger.errors import CorruptionError, DecodeError
+from ledger.state import EMPTY_ROOT
+
+T = TypeVar("T")
+FORMAT_VERSION = 1
+_VALUE_MAX = 64 * 1024 * 1024
+
+
+def height_key(height: int) -> bytes:
+    return struct.pack(">Q", height)
+
+
+@dataclass
+class BlockCommit:
+    """Everything one block changes, appended atomically."""
+
+    block: Block
+    certificate: CommitCertificate | None  # None only for the genesis block
+    results: list[TxResult]
+    executed: dict[bytes, int]  # tx id -> position in the block
+    state_changes: dict[bytes, bytes | None]
+    state_nodes: dict[bytes, bytes]
+    index_changes: dict[bytes, bytes | None] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """Storage of one node. See the module docstring for the contract."""
+
+    def head_height(self) -> int:
+        """Height of the last appended block, or -1 for an empty store."""
+        ...
+
+    def get_header(self, height: int) -> BlockHeader | None: ...
+    def get_block(self, height: int) -> Block | None: ...
+    def get_certificate(self, height: int) -> CommitCertificate | None: ...
+    def get_results(self, height: int) -> list[TxResult] | None: ...
+    def get_tx_location(self, tx_id: bytes) -> tuple[int, int] | None: ...
+    def get_state(self, key: bytes) -> bytes | None: ...
+    def get_node(self, node_hash: bytes) -> bytes | None: ...
+    def get_index(self, key: bytes) -> bytes | None: ...
+
+    def iter_index(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Index entries whose key starts with ``prefix``, in key order (from ``start``)."""
+        ...
+
+    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Latest state entries whose key starts with ``prefix``, in key order."""
+        ...
+
+    def append(self, commit: BlockCommit) -> None:
+        """Atomically and durably add one block; see the module docstring."""
+        ...
+
+    def get_consensus(self, key: bytes) -> bytes | None: ...
+
+    def put_consensus(self, changes: dict[bytes, bytes | None]) -> None:
+        """Durably (synced) write the consensus core's state before it sends what depends on it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _decode_stored(data: bytes, cls: type[T], height: int) -> T:
+    try:
+        return decode(data, cls, max_size=_VALUE_MAX)
+    except DecodeError as exc:
+        raise CorruptionError(
+            f"height {height}: stored {cls.__name__} does not decode: {exc}"
+        ) from None
+
+
+def _decode_results(data: bytes, height: int) -> list[TxResult]:
+    try:
+        value = decode_value(data, max_size=_VALUE_MAX)
+        assert isinstance(value, dict)
+        return [from_value(TxResult, r) for r in value["results"]]  # type: ignore[union-attr]
+    except (DecodeError, AssertionError, KeyError, TypeError) as exc:
+        raise CorruptionError(f"height {height}: stored results do not decode: {exc}") from None
+
+
+def _check_extends(head: int, prev_header: BlockHeader | None, commit: BlockCommit,
+                   suite: Suite) -> None:
+    header = commit.block.header
+    if header.height != head + 1:
+        raise ValueError(f"append of height {header.height} onto head {head}")
+    if prev_header is not None and header.prev_hash != prev_header.block_hash(suite):
+        raise ValueError(f"block {header.height} does not link to the head")
+    if (commit.certificate is None) != (header.height == 0):
+        raise ValueError("only the genesis block has no commit certificate")
+    if len(commit.results) != len(commit.block.txs):
+        raise ValueError("one result per transaction is required")
+
+
+class MemoryStore:
+    """Dict-backed store for tests and the simulator. ``append`` is atomic."""
+
+    def __init__(self, suite: Suite) -> None:
+        self.suite = suite
+        self.headers: list[BlockHeader] = []
+        self.blocks: list[Block] = []
+        self.certs: list[CommitCertificate | None] = []
+        self.results: list[list[TxResult]] = []
+        self.txs: dict[bytes, tuple[int, int]] = {}
+        self.state: dict[bytes, bytes] = {}
+        self.nodes: dict[bytes, bytes] = {}
+        self.index: dict[bytes, bytes] = {}
+        self.consensus: dict[bytes, bytes] = {}
+        self._index_keys: list[bytes] = []  # sorted, for prefix scans
+        self._state_keys: list[bytes] = []
+
+    def head_height(self) -> int:
+        return len(self.headers) - 1
+
+    def get_header(self, height: int) -> BlockHeader | None:
+        return self.headers[height] if 0 <= height < len(self.headers) else None
+
+    def get_block(self, height: int) -> Block | None:
+        return self.blocks[height] if 0 <= height < len(self.blocks) else None
+
+    def get_certificate(self, height: int) -> CommitCertificate | None:
+        return self.certs[height] if 0 <= height < len(self.certs) else None
+
+    def get_results(self, height: int) -> list[TxResult] | None:
+        return list(self.results[height]) if 0 <= height < len(self.results) else None
+
+    def get_tx_location(self, tx_id: bytes) -> tuple[int, int] | None:
+        return self.txs.get(tx_id)
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self.state.get(key)
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        return self.nodes.get(node_hash)
+
+    def get_index(self, key: bytes) -> bytes | None:
+        return self.index.get(key)
+
+    def iter_index(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        yield from _scan(self._index_keys, self.index, prefix, start, reverse)
+
+    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from _scan(self._state_keys, self.state, prefix, None, False)
+
+    def append(self, commit: BlockCommit) -> None:
+        prev = self.headers[-1] if self.headers else None
+        _check_extends(self.head_height(), prev, commit, self.suite)
+        height = commit.block.header.height
+        self.headers.append(commit.block.header)
+        self.blocks.append(commit.block)
+        self.certs.append(commit.certificate)
+        self.results.append(list(commit.results))
+        for tx_id, position in commit.executed.items():
+            self.txs[tx_id] = (height, position)
+        self.nodes.update(commit.state_nodes)
+        _apply(self.state, self._state_keys, commit.state_changes)
+        _apply(self.index, self._index_keys, commit.index_changes)
+
+    def get_consensus(self, key: bytes) -> bytes | None:
+        return self.consensus.get(key)
+
+    def put_consensus(self, changes: dict[bytes, bytes | None]) -> None:
+        for k, v in changes.items():
+            if v is None:
+                self.consensus.pop(k, None)
+            else:
+                self.consensus[k] = v
+
+    def close(self) -> None:
+        pass
+
+
+def _apply(
+    table: dict[bytes, bytes], keys: list[bytes], changes: dict[bytes, bytes | None]
+) -> None:
+    for k, v in changes.items():
+        if v is None:
+            if table.pop(k, None) is not None:
+                keys.pop(bisect.bisect_left(keys, k))
+        else:
+            if k not in table:
+                bisect.insort(keys, k)
+            table[k] = v
+
+
+def _scan(keys: list[bytes], table: dict[bytes, bytes], prefix: bytes, start: bytes | None,
+          reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+    lo = bisect.bisect_left(keys, prefix)
+    hi = bisect.bisect_left(keys, _prefix_end(prefix)) if _prefix_end(prefix) else len(keys)
+    selected = keys[lo:hi]  # a snapshot: the caller may append while iterating
+    if reverse:
+        selected.reverse()
+    for k in selected:
+        if start is not None and ((k < start) if not reverse else (k > start)):
+            continue
+        yield k, table[k]
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with ``prefix`` (b"" if none)."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return b""
+    p[-1] += 1
+    return bytes(p)
+
+
+class LevelDBStore:
+    """The durable store: one LevelDB database per node (see the module docstring)."""
+
+    def __init__(self, path: str, suite: Suite, check: bool = True) -> None:
+        import plyvel
+
+        self.suite = suite
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+        try:
+            self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True)
+        except plyvel.Error as exc:
+            raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
+        fmt = self.db.get(b"m:format")
+        if fmt is None:
+            self.db.put(b"m:format", encode_value({"version": FORMAT_VERSION}), sync=True)
+        elif decode_value(fmt) != {"version": FORMAT_VERSION}:
+            raise CorruptionError(f"{path}: unknown store format {fmt!r}")
+        self._head = self._read_head()
+        if check:
+            self.check_head()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _read_head(self) -> int:
+        raw = self.db.get(b"m:head")
+        if raw is None:
+            return -1
+        try:
+            value = decode_value(raw)
+            assert isinstance(value, dict) and isinstance(value["height"], int)
+            return value["height"]
+        except (DecodeError, AssertionError, KeyError) as exc:
+            raise CorruptionError(f"{self.path}: head pointer is unreadable: {exc}") from None
+
+    def head_height(self) -> int:
+        return self._head
+
+    def get_header(self, height: int) -> BlockHeader | None:
+        raw = self.db.get(b"h:" + height_key(height)) if height >= 0 else None
+        return None if raw is None else _decode_stored(raw, BlockHeader, height)
+
+    def get_block(self, height: int) -> Block | None:
+        raw = self.db.get(b"b:" + height_key(height)) if height >= 0 else None
+        return None if raw is None else _decode_stored(raw, Block, height)
+
+    def get_certificate(self, height: int) -> CommitCertificate | None:
+        raw = self.db.get(b"c:" + height_key(height)) if height >= 0 else None
+        if raw is None:
+            return None
+        return _decode_stored(raw, CommitCertificate, height)
+
+    def get_results(self, height: int) -> list[TxResult] | None:
+        raw = self.db.get(b"r:" + height_key(height)) if height >= 0 else None
+        return None if raw is None else _decode_results(raw, height)
+
+    def get_tx_location(self, tx_id: bytes) -> tuple[int, int] | None:
+        raw = self.db.get(b"t:" + tx_id)
+        if raw is None:
+            return None
+        value = decode_value(raw)
+        assert isinstance(value, dict)
+        return value["height"], value["index"]  # type: ignore[return-value]
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self.db.get(b"s:" + key)  # type: ignore[no-any-return]
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        return self.db.get(b"n:" + node_hash)  # type: ignore[no-any-return]
+
+    def get_index(self, key: bytes) -> bytes | None:
+        return self.db.get(b"x:" + key)  # type: ignore[no-any-return]
+
+    def iter_index(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        yield from self._iter(b"x:", prefix, start, reverse)
+
+    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        yield from self._iter(b"s:", prefix, None, False)
+
+    def _iter(self, space: bytes, prefix: bytes, start: bytes | None,
+              reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        full = space + prefix
+        kwargs: dict[str, object] = {"prefix": full, "reverse": reverse}
+        if start is not None:
+            kwargs.pop("prefix")
+            if reverse:
+                kwargs["start"], kwargs["stop"] = full, space + start + b"\x00"
+            else:
+                kwargs["start"] = space + start
+                end = _prefix_end(full)
+                if end:
+                    kwargs["stop"] = end
+        with self.db.iterator(**kwargs) as it:
+            for k, v in it:
+                if not k.startswith(full):
+                    break
+                yield k[len(space):], v
+
+    def get_consensus(self, key: bytes) -> bytes | None:
+        return self.db.get(b"k:" + key)  # type: ignore[no-any-return]
+
+    def put_consensus(self, changes: dict[bytes, bytes | None]) -> None:
+        with self.db.write_batch(transaction=True, sync=True) as wb:
+            for k, v in changes.items():
+                if v is None:
+                    wb.delete(b"k:" + k)
+                else:
+                    wb.put(b"k:" + k, v)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(self, commit: BlockCommit) -> None:
+        header = commit.block.header
+        prev = self.get_header(self._head) if self._head >= 0 else None
+        _check_extends(self._head, prev, commit, self.suite)
+        hk = height_key(header.height)
+        with self.db.write_batch(transaction=True, sync=True) as wb:
+            wb.put(b"h:" + hk, encode(header))
+            wb.put(b"b:" + hk, encode(commit.block))
+            if commit.certificate is not None:
+                wb.put(b"c:" + hk, encode(commit.certificate))
+            wb.put(b"r:" + hk, encode_value({"results": [_plain(r) for r in commit.results]}))
+            for tx_id, position in commit.executed.items():
+                wb.put(b"t:" + tx_id, encode_value({"height": header.height, "index": position}))
+            for node_hash, record in commit.state_nodes.items():
+                wb.put(b"n:" + node_hash, record)
+            for k, v in commit.state_changes.items():
+                if v is None:
+                    wb.delete(b"s:" + k)
+                else:
+                    wb.put(b"s:" + k, v)
+            for k, v in commit.index_changes.items():
+                if v is None:
+                    wb.delete(b"x:" + k)
+                else:
+                    wb.put(b"x:" + k, v)
+            wb.put(b"m:head", encode_value({
+                "height": header.height, "block_hash": header.block_hash(self.suite)}))
+        self._head = header.height
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    # -- integrity ----------------------------------------------------------------------
+
+    def check_head(self) -> None:
+        """Refuse a store whose head is inconsistent (see the module docstring)."""
+        h = self._head
+        if h < 0:
+            return
+        raw_head = decode_value(self.db.get(b"m:head"))
+        header = self.get_header(h)
+        block = self.get_block(h)
+        results = self.get_results(h)
+        if header is None or block is None or results is None:
+            raise CorruptionError(f"height {h}: head block, header or results are missing")
+        block_hash = header.block_hash(self.suite)
+        if not isinstance(raw_head, dict) or raw_head.get("block_hash") != block_hash:
+            raise CorruptionError(f"height {h}: head pointer does not match the head header")
+        if block.header != header:
+            raise CorruptionError(f"height {h}: stored block and header disagree")
+        if h > 0:
+            cert = self.get_certificate(h)
+            if cert is None or cert.block_hash != block_hash:
+                raise CorruptionError(
+                    f"height {h}: commit certificate missing or for another block"
+                )
+            prev = self.get_header(h - 1)
+            if prev is None or prev.block_hash(self.suite) != header.prev_hash:
+                raise CorruptionError(f"height {h}: prev_hash does not link to height {h - 1}")
+        if tx_root(self.suite, block.txs) != header.tx_root:
+            raise CorruptionError(f"height {h}: transactions do not match tx_root")
+        if result_root(self.suite, results) != header.result_root:
+            raise CorruptionError(f"height {h}: results do not match result_root")
+        if header.state_root != EMPTY_ROOT and self.get_node(header.state_root) is None:
+            raise CorruptionError(f"height {h}: state root node is missing")
+
+
+def _plain(result: TxResult) -> Value:
+    return to_value(result)

@@ -1,0 +1,110 @@
+"""Transactions: the signed envelope every change to the ledger arrives in.
+
+A transaction is ``chain_id, type, payload, sender, nonce, valid_until`` (the
+*body*) plus ``sig``, the sender's signature over the body's canonical bytes
+under the domain tag ``govledger/tx/v1``.
+
+The transaction id is the suite hash of the body's canonical encoding — the
+canonical encoding of the transaction without its signature. Leaving the
+signature out is deliberate: SM2 signatures are randomised and a DER
+signature could in principle be re-encoded, so an id that covered the
+signature would let the same signed intent appear under two ids. With the id
+over the body, "the same id is never executed twice" means the same intent is
+never executed twice; a client that really wants to repeat an action picks a
+new ``nonce``.
+
+``valid_until`` is a block-time bound (ms since the epoch, UTC): a block with
+``time > valid_until`` cannot include the transaction. Together with the
+duplicate-id rule it bounds replays.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+from ledger.codec import Value, encode, encode_value
+from ledger.crypto import PrivateKey, Suite
+from ledger.errors import DecodeError
+
+TX_PURPOSE = "tx"
+TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+CHAIN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PAYLOAD_BYTES_MAX = 64 * 1024
+TX_BYTES_MAX = PAYLOAD_BYTES_MAX + 1024
+SIG_BYTES_MAX = 128
+SENDER_BYTES_MAX = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    chain_id: str
+    type: str
+    payload: dict[str, Value]
+    sender: bytes
+    nonce: int
+    valid_until: int
+    sig: bytes = field(default=b"")
+
+    def validate(self) -> None:
+        """Shape checks that need no state (called by the codec on decode)."""
+        if not CHAIN_ID_RE.match(self.chain_id):
+            raise DecodeError(f"tx.chain_id {self.chain_id!r} is not a valid chain id")
+        if not TYPE_RE.match(self.type) or len(self.type) > 64:
+            raise DecodeError(
+                f"tx.type {self.type!r} must look like 'app.action' (lowercase, dotted)"
+            )
+        if not 0 < len(self.sender) <= SENDER_BYTES_MAX:
+            raise DecodeError("tx.sender must be the sender's public key")
+        if not 0 <= self.nonce < 2**64:
+            raise DecodeError("tx.nonce must be an unsigned 64-bit integer")
+        if not 0 <= self.valid_until < 2**63:
+            raise DecodeError("tx.valid_until must be a time in ms since the epoch")
+        if len(self.sig) > SIG_BYTES_MAX:
+            raise DecodeError("tx.sig is too long")
+        if len(encode_value(self.payload)) > PAYLOAD_BYTES_MAX:
+            raise DecodeError(f"tx.payload exceeds {PAYLOAD_BYTES_MAX} bytes")
+
+    def body(self) -> dict[str, Value]:
+        return {
+            "chain_id": self.chain_id,
+            "type": self.type,
+            "payload": self.payload,
+            "sender": self.sender,
+            "nonce": self.nonce,
+            "valid_until": self.valid_until,
+        }
+
+    def body_bytes(self) -> bytes:
+        """The exact bytes the signature covers (before the domain tag) and the id hashes."""
+        return encode_value(self.body())
+
+    def tx_id(self, suite: Suite) -> bytes:
+        return suite.hash(self.body_bytes())
+
+    def signature_ok(self, suite: Suite) -> bool:
+        return suite.verify(self.sender, TX_PURPOSE, self.body_bytes(), self.sig)
+
+    def encoded(self) -> bytes:
+        return encode(self)
+
+
+def make_tx(
+    key: PrivateKey,
+    chain_id: str,
+    tx_type: str,
+    payload: dict[str, Value],
+    nonce: int,
+    valid_until: int,
+) -> Transaction:
+    """Build and sign a transaction (used by clients, tests and the demo)."""
+    unsigned = Transaction(
+        chain_id=chain_id,
+        type=tx_type,
+        payload=payload,
+        sender=key.public_key().raw,
+        nonce=nonce,
+        valid_until=valid_until,
+    )
+    unsigned.validate()
+    return replace(unsigned, sig=key.sign(TX_PURPOSE, unsigned.body_bytes()))

@@ -1,0 +1,161 @@
+"""Store contract, run against both implementations (memory and LevelDB)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger import evidence
+from ledger.block import BlockHeader
+from ledger.chain import Chain
+from ledger.codec import decode, encode
+from ledger.devnet import Devnet
+from ledger.errors import CorruptionError
+from ledger.store import BlockCommit, LevelDBStore, MemoryStore, Store, height_key
+from ledger.tx import make_tx
+from tests.conftest import ledger_registry
+
+T0 = 1_767_225_600_000
+
+
+@pytest.fixture(params=["memory", "leveldb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, devnet: Devnet) -> Iterator[Store]:
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore(devnet.genesis.crypto)
+    else:
+        s = LevelDBStore(str(tmp_path / "db"), devnet.genesis.crypto)
+    yield s
+    s.close()
+
+
+def grow(devnet: Devnet, chain: Chain, blocks: int, per_block: int = 2) -> list[bytes]:
+    ids = []
+    key = devnet.account_keys["市场监督管理局"]
+    for b in range(blocks):
+        txs = [make_tx(key, devnet.genesis.chain_id, evidence.TX_TYPE,
+                       {"digest": hashlib.sha256(f"{chain.height}-{i}".encode()).digest(),
+                        "label": f"doc {b}.{i}"}, b * 100 + i, T0 + 10**9)
+               for i in range(per_block)]
+        proposer = devnet.validator_keys[0].public_key().raw
+        pending = chain.propose(txs, T0 + chain.height + 1, 0, proposer)
+        devnet.commit(chain, pending)
+        ids += [tx.tx_id(chain.suite) for tx in txs]
+    return ids
+
+
+def test_blocks_results_and_index_read_back(store: Store, devnet: Devnet) -> None:
+    """Goal: everything appended is readable through the Store interface.
+    Method: grow a chain of 3 blocks and read headers, blocks, certs, results, tx locations."""
+    chain = Chain(store, devnet.genesis, ledger_registry())
+    ids = grow(devnet, chain, 3)
+    assert store.head_height() == 3
+    for h in range(1, 4):
+        header, block, cert = store.get_header(h), store.get_block(h), store.get_certificate(h)
+        assert header is not None and block is not None and cert is not None
+        assert block.header == header and cert.block_hash == header.block_hash(chain.suite)
+        assert [r.ok for r in store.get_results(h) or []] == [True, True]
+    assert store.get_certificate(0) is None and store.get_header(4) is None
+    assert store.get_tx_location(ids[3]) == (2, 1)
+    assert store.get_tx_location(b"\x00" * 32) is None
+    assert len(list(store.iter_state(b"evidence/"))) == 6
+
+
+def test_index_scans_respect_prefix_start_and_order(store: Store, devnet: Devnet) -> None:
+    """Goal: applications can page through their indexes. Method: write index keys through a
+    handler, then scan with a prefix, a start key and in reverse."""
+    registry = ledger_registry()
+
+    def put(ctx):  # type: ignore[no-untyped-def]
+        for k in ctx.tx.payload["keys"]:
+            ctx.index.put(k, b"v" + k)
+
+    registry.register("test.index", put)
+    chain = Chain(store, devnet.genesis, registry)
+    keys = [b"a/1", b"a/2", b"a/3", b"a\xff", b"b/1"]
+    tx = make_tx(devnet.account_keys["市场监督管理局"], devnet.genesis.chain_id, "test.index",
+                 {"keys": keys}, 1, T0 + 10**9)  # type: ignore[dict-item]
+    devnet.commit(chain, chain.propose([tx], T0 + 1, 0, b"p" * 32))
+    assert [k for k, _ in store.iter_index(b"a/")] == [b"a/1", b"a/2", b"a/3"]
+    assert [k for k, _ in store.iter_index(b"a/", start=b"a/2")] == [b"a/2", b"a/3"]
+    assert [k for k, _ in store.iter_index(b"a/", reverse=True)] == [b"a/3", b"a/2", b"a/1"]
+    assert [k for k, _ in store.iter_index(b"a/", start=b"a/2", reverse=True)] == [b"a/2", b"a/1"]
+    assert store.get_index(b"b/1") == b"vb/1"
+
+
+def test_append_must_extend_the_head(store: Store, devnet: Devnet) -> None:
+    """Goal: a block that skips a height or forks is refused as a caller bug.
+    Method: append height 1 twice."""
+    chain = Chain(store, devnet.genesis, ledger_registry())
+    pending = chain.propose([], T0 + 1, 0, b"p" * 32)
+    devnet.commit(chain, pending)
+    again = BlockCommit(pending.block, devnet.certify(pending.header), [], {}, {}, {})
+    with pytest.raises(ValueError, match="append of height 1 onto head 1"):
+        store.append(again)
+    assert store.head_height() == 1
+
+
+def test_consensus_state_round_trip(store: Store) -> None:
+    """Goal: the consensus core's persisted votes are stored and deletable."""
+    store.put_consensus({b"view": b"\x07", b"vote/5": b"d"})
+    store.put_consensus({b"vote/5": None})
+    assert store.get_consensus(b"view") == b"\x07" and store.get_consensus(b"vote/5") is None
+
+
+def test_leveldb_reopens_and_refuses_another_genesis(tmp_path: Path, devnet: Devnet,
+                                                     devnet_intl: Devnet) -> None:
+    """Goal: a node restarts on its data; a data directory of another network is refused.
+    Method: write, close, reopen with the same and with a different genesis."""
+    path = str(tmp_path / "db")
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    grow(devnet, chain, 2)
+    head = chain.head()
+    chain.store.close()
+    again = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    assert again.head() == head
+    again.store.close()
+    other = devnet.genesis.__class__(**{**{f: getattr(devnet.genesis, f) for f in
+                                          ("chain_id", "suite", "time", "validators",
+                                           "accounts", "config")}, "time": 1})
+    with pytest.raises(CorruptionError, match="different genesis"):
+        Chain(LevelDBStore(path, devnet.genesis.crypto), other, ledger_registry())
+
+
+@pytest.mark.parametrize(
+    ("prefix", "damage", "message"),
+    [
+        (b"h:", "flip", "does not decode|head pointer does not match|disagree"),
+        (b"c:", "delete", "certificate missing"),
+        (b"r:", "delete", "missing"),
+        (b"h:", "prev", "prev_hash"),
+    ],
+)
+def test_leveldb_refuses_a_corrupted_head(tmp_path: Path, devnet: Devnet, prefix: bytes,
+                                          damage: str, message: str) -> None:
+    """Goal: on open, a damaged head stops the node with the height and the problem named.
+    Method: damage one record of the head block with plyvel directly, then reopen."""
+    import plyvel
+
+    path = str(tmp_path / "db")
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    grow(devnet, chain, 2)
+    chain.store.close()
+    db = plyvel.DB(path)
+    key = prefix + height_key(2)
+    if damage == "delete":
+        db.delete(key)
+    elif damage == "flip":
+        raw = bytearray(db.get(key))
+        raw[-3] ^= 0x01
+        db.put(key, bytes(raw))
+    else:  # make height 1's header differ so the head no longer links to it
+        h1 = decode(db.get(b"h:" + height_key(1)), BlockHeader)
+        db.put(b"h:" + height_key(1), encode(dataclasses.replace(h1, time=h1.time + 1)))
+    db.close()
+    with pytest.raises(CorruptionError, match=message) as info:
+        LevelDBStore(path, devnet.genesis.crypto)
+    assert "height" in str(info.value)
