@@ -39,7 +39,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - users may run an older python3
         sys.exit(f"govledger needs Python >= 3.11; this is {sys.version.split()[0]}")
     if not PY.exists():
         say(f"creating virtualenv {VENV}")
