@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +160,56 @@ def test_leveldb_refuses_a_corrupted_head(tmp_path: Path, devnet: Devnet, prefix
     with pytest.raises(CorruptionError, match=message) as info:
         LevelDBStore(path, devnet.genesis.crypto)
     assert "height" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "height", "mutate", "message"),
+    [
+        (b"r:", 2, "results", "stored results differ"),
+        (b"c:", 1, "cert", "commit signature|signatures"),
+        (b"s:", None, "state", "stored state differs"),
+    ],
+)
+def test_verify_chain_reports_the_first_broken_height(tmp_path: Path, devnet: Devnet,
+                                                      prefix: bytes, height: int | None,
+                                                      mutate: str, message: str) -> None:
+    """Goal: an auditor running verify_chain on a copy of a data directory learns the first
+    height that does not check out and why. Method: build 4 blocks in LevelDB, then rewrite one
+    record below the head (results of block 2, a signature of block 1's certificate, or a
+    latest-state value) with plyvel and run verify_chain."""
+    import plyvel
+
+    from ledger.block import CommitCertificate, CommitSignature, TxResult
+    from ledger.chain import verify_chain
+    from ledger.codec import decode_value, encode_value, from_value, to_value
+
+    path = str(tmp_path / "db")
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    grow(devnet, chain, 4)
+    chain.store.close()
+    db = plyvel.DB(path)
+    if mutate == "results":
+        key = prefix + height_key(2)
+        stored = decode_value(db.get(key))
+        assert isinstance(stored, dict) and isinstance(stored["results"], list)
+        results = [from_value(TxResult, r) for r in stored["results"]]
+        results[0] = dataclasses.replace(results[0], reason="edited")
+        db.put(key, encode_value({"results": [to_value(r) for r in results]}))
+    elif mutate == "cert":
+        key = prefix + height_key(1)
+        cert = decode(db.get(key), CommitCertificate)
+        sigs = list(cert.signatures)
+        sigs[0] = CommitSignature(sigs[0].validator, sigs[1].sig)
+        db.put(key, encode(dataclasses.replace(cert, signatures=sigs)))
+    else:
+        key, _ = next(iter(db.iterator(prefix=b"s:evidence/")))
+        db.put(key, b"forged")
+    db.close()
+    store = LevelDBStore(path, devnet.genesis.crypto)
+    try:
+        report = verify_chain(store, devnet.genesis, ledger_registry)
+    finally:
+        store.close()
+    assert not report.ok
+    assert report.broken_height == (height if height is not None else 4)
+    assert re.search(message, report.reason), report.reason
