@@ -42,8 +42,8 @@ from ledger.block import (
     tx_root,
     verify_certificate,
 )
-from ledger.codec import decode, decode_value, encode_value
-from ledger.errors import CorruptionError, DecodeError, InputError
+from ledger.codec import decode, decode_value, encode_value, to_value
+from ledger.errors import CorruptionError, DecodeError, InputError, TxRejected
 from ledger.execution import BlockExecution, Registry, StateView, execute_block
 from ledger.genesis import Genesis, genesis_block, initial_state
 from ledger.state import EMPTY_ROOT, SparseMerkleTree
@@ -108,6 +108,33 @@ def promote_validators(state: StateView, height: int, time_ms: int) -> None:
         state.put(VALIDATORS_KEY, _encode_set(value["validators"]))
         state.delete(NEXT_VALIDATORS_KEY)
         state.put(HISTORY_KEY, encode_value([*validator_history(state.get), height]))
+
+
+def effective_height(commit_height: int, checkpoint_interval: int) -> int:
+    """Where a validator-set change committed at ``commit_height`` takes effect.
+
+    The first height after the next checkpoint: every replica derives the same
+    number from the block alone, and the old set has certified a checkpoint
+    of the state that schedules the change before the new set starts voting.
+    """
+    return (commit_height // checkpoint_interval + 1) * checkpoint_interval + 1
+
+
+def schedule_validator_change(
+    state: StateView, validators: ValidatorSet, commit_height: int, checkpoint_interval: int
+) -> int:
+    """Write ``sys/validators/next``; TxRejected if a change is already scheduled."""
+    if state.get(NEXT_VALIDATORS_KEY) is not None:
+        raise TxRejected("a validator-set change is already scheduled")
+    try:
+        validators.validate()
+    except DecodeError as exc:
+        raise TxRejected(str(exc)) from None
+    height = effective_height(commit_height, checkpoint_interval)
+    state.put(NEXT_VALIDATORS_KEY, encode_value(
+        {"validators": to_value(validators)["validators"],  # type: ignore[index, call-overload]
+         "effective_height": height}))
+    return height
 
 
 def validator_history(state_get: Callable[[bytes], bytes | None]) -> list[int]:

@@ -21,8 +21,20 @@ def _suite(name: str) -> Suite:
     return SMSuite() if name == "sm" else IntlSuite()
 
 
+# Suites registered at run time by the consensus simulator (fast, HMAC-based keys).
+# Never part of SUITE_NAMES, so no genesis file can name one.
+_TEST_SUITES: dict[str, Suite] = {}
+
+
+def register_test_suite(name: str, suite: Suite) -> None:
+    assert name not in SUITE_NAMES and name.startswith("sim")
+    _TEST_SUITES[name] = suite
+
+
 def get_suite(name: str = "sm") -> Suite:
     """The suite called ``name`` ("sm" or "intl"); InputError for any other name."""
+    if name in _TEST_SUITES:
+        return _TEST_SUITES[name]
     if name not in SUITE_NAMES:
         raise InputError(
             f"unknown crypto suite {name!r}; valid suites: {', '.join(map(repr, SUITE_NAMES))}"

@@ -1,0 +1,198 @@
+"""PBFT protocol messages and their canonical, signed wire form.
+
+Every message is a frozen dataclass whose last two fields are ``sender`` (the
+validator's raw public key) and ``sig``. The signature covers
+``encode_value({"kind": <kind>, **fields except sig})`` under the domain tag
+``govledger/pbft/v1``, so a message of one kind can never pass as another.
+
+A COMMIT carries a second signature, ``cert_sig``, over exactly
+``ledger.block.commit_message(chain_id, height, block_hash)`` under
+``govledger/commit/v1``: the commit certificate stored with a block is the
+list of these, which light clients check without knowing anything about
+views. The replica itself counts COMMITs by (view, height, digest) using the
+message signature, which does cover the view.
+
+On the wire a message is ``encode_value({"kind": kind, "msg": fields})``;
+:func:`decode_message` rejects unknown kinds, non-canonical bytes and any
+field of the wrong type (``DecodeError``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ledger.block import Block, CommitCertificate
+from ledger.codec import decode_value, encode_value, from_value, to_value
+from ledger.crypto import PrivateKey
+from ledger.errors import DecodeError
+from ledger.tx import Transaction
+
+PURPOSE = "pbft"
+MESSAGE_BYTES_MAX = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PrePrepare:
+    view: int
+    height: int
+    block: Block
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    view: int
+    height: int
+    digest: bytes
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    view: int
+    height: int
+    digest: bytes
+    cert_sig: bytes
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    height: int
+    state_root: bytes
+    digest: bytes
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCert:
+    """A pre-prepare and a quorum-minus-one of matching prepares from other replicas."""
+
+    pre_prepare: PrePrepare
+    prepares: list[Prepare]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChange:
+    """VIEW-CHANGE(v+1, s, C, P) adapted to one block in flight.
+
+    ``stable_height``/``checkpoint_proof`` are PBFT's s and C. Instead of a
+    prepared certificate for every height above s, a replica sends the commit
+    certificate of the highest block it executed (``last_cert``) — which
+    proves that block final — plus the prepared certificate for the one height
+    above it, if it is prepared there (``prepared``).
+    """
+
+    new_view: int
+    stable_height: int
+    checkpoint_proof: list[Checkpoint]
+    last_cert: CommitCertificate | None
+    prepared: PreparedCert | None
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class NewView:
+    view: int
+    view_changes: list[ViewChange]
+    pre_prepare: PrePrepare | None
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Gossip of a replica's head, so a restarted or lagging replica learns it is behind."""
+
+    height: int
+    view: int
+    stable: int
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBlocks:
+    from_height: int
+    to_height: int
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedBlock:
+    block: Block
+    certificate: CommitCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class Blocks:
+    blocks: list[CertifiedBlock]
+    sender: bytes
+    sig: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class TxGossip:
+    txs: list[Transaction]
+    sender: bytes
+    sig: bytes = b""
+
+
+Message = (
+    PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView | Status | FetchBlocks
+    | Blocks | TxGossip
+)
+
+KINDS: dict[str, type] = {
+    "pre_prepare": PrePrepare,
+    "prepare": Prepare,
+    "commit": Commit,
+    "checkpoint": Checkpoint,
+    "view_change": ViewChange,
+    "new_view": NewView,
+    "status": Status,
+    "fetch_blocks": FetchBlocks,
+    "blocks": Blocks,
+    "tx_gossip": TxGossip,
+}
+_KIND_OF = {cls: kind for kind, cls in KINDS.items()}
+
+
+def kind_of(msg: Message) -> str:
+    return _KIND_OF[type(msg)]
+
+
+def signing_bytes(msg: Message) -> bytes:
+    """The bytes ``msg.sig`` covers (before the domain tag)."""
+    fields = to_value(msg)
+    assert isinstance(fields, dict)
+    del fields["sig"]
+    return encode_value({"kind": kind_of(msg), **fields})
+
+
+def sign(msg: Message, key: PrivateKey) -> Message:
+    """``msg`` with ``sender`` set to ``key``'s public key and a fresh signature."""
+    unsigned = replace(msg, sender=key.public_key().raw, sig=b"")
+    return replace(unsigned, sig=key.sign(PURPOSE, signing_bytes(unsigned)))
+
+
+def encode_message(msg: Message) -> bytes:
+    return encode_value({"kind": kind_of(msg), "msg": to_value(msg)})
+
+
+def decode_message(data: bytes) -> Message:
+    """Parse a wire message; DecodeError says what is wrong."""
+    value = decode_value(data, max_size=MESSAGE_BYTES_MAX)
+    if not isinstance(value, dict) or set(value) != {"kind", "msg"}:
+        raise DecodeError("a consensus message is a map of 'kind' and 'msg'")
+    kind = value["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise DecodeError(f"unknown consensus message kind {kind!r}")
+    msg: Message = from_value(KINDS[kind], value["msg"], path=kind)
+    return msg

@@ -1,0 +1,932 @@
+"""The PBFT replica: a pure state machine driven by messages, requests and time.
+
+See the package docstring (:mod:`consensus`) for the protocol as a whole.
+This module is the one place that dispatches on message type and phase;
+pure calculations live in :mod:`consensus.newview`.
+
+Interface (STYLE.md §1)::
+
+    replica = Replica(chain, key, config)
+    effects = replica.start(now_ms)
+    effects = replica.receive(message, now_ms)
+    effects = replica.submit(tx, now_ms)
+    effects = replica.on_timer(now_ms)
+    deadline = replica.next_deadline_ms()
+
+Each call returns effects (:mod:`consensus.effects`) the driver carries out
+in order before the next call. The replica reads the chain (to execute
+proposals speculatively and to serve state transfer) but never writes it:
+committed blocks leave as ``Append`` effects. Time only comes in as
+``now_ms``; there is no randomness.
+
+Seams that tests and the mutation check override are small methods:
+:meth:`Replica.verify`, :meth:`Replica.commit_quorum`,
+:meth:`Replica.in_watermarks`, :meth:`Replica.prepared_for_view_change`
+and :meth:`Replica.persist`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from consensus.effects import Append, Broadcast, Effect, Persist, Send
+from consensus.messages import (
+    PURPOSE,
+    Blocks,
+    CertifiedBlock,
+    Checkpoint,
+    Commit,
+    FetchBlocks,
+    Message,
+    NewView,
+    Prepare,
+    PreparedCert,
+    PrePrepare,
+    Status,
+    TxGossip,
+    ViewChange,
+    sign,
+    signing_bytes,
+)
+from consensus.newview import Selection, check_view_change, select
+from ledger.block import (
+    COMMIT_PURPOSE,
+    Block,
+    CommitCertificate,
+    CommitSignature,
+    ValidatorSet,
+    commit_message,
+    verify_certificate,
+)
+from ledger.chain import Chain, Pending
+from ledger.codec import decode, decode_value, encode, encode_value
+from ledger.crypto import PrivateKey
+from ledger.errors import DecodeError, InputError
+from ledger.genesis import Genesis
+from ledger.tx import Transaction
+
+log = logging.getLogger("govledger.consensus")
+
+# Persisted consensus-state keys (Store.put_consensus).
+K_VIEW = b"view"
+K_VOTE = b"vote"
+K_PREPARED = b"prepared"
+K_PRE_PREPARE = b"pre_prepare"
+K_NEW_VIEW = b"new_view"
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    checkpoint_interval: int = 16
+    watermark_window: int = 64
+    batch_tx_max: int = 2000
+    batch_bytes_max: int = 4 * 1024 * 1024
+    batch_timeout_ms: int = 50
+    view_change_timeout_ms: int = 4000
+    view_change_timeout_max_ms: int = 60_000
+    block_time_skew_ms: int = 30_000
+    retransmit_ms: int = 1000
+    status_interval_ms: int = 5000
+    fetch_timeout_ms: int = 2000
+    fetch_blocks_max: int = 64
+    mempool_max: int = 100_000
+
+    @classmethod
+    def from_genesis(cls, genesis: Genesis, **overrides: int) -> ReplicaConfig:
+        names = ("checkpoint_interval", "batch_tx_max", "batch_bytes_max", "batch_timeout_ms",
+                 "view_change_timeout_ms", "block_time_skew_ms")
+        values: dict[str, int] = {}
+        for name in names:
+            v = genesis.config_value(name)
+            if isinstance(v, int):
+                values[name] = v
+        values.update(overrides)
+        k = values.get("checkpoint_interval", cls.checkpoint_interval)
+        values.setdefault("watermark_window", 4 * k)
+        return cls(**values)
+
+
+@dataclass
+class Slot:
+    """Everything about one height above the last executed block."""
+
+    pre_prepare: PrePrepare | None = None  # accepted, in the current view
+    digest: bytes | None = None
+    pending: Pending | None = None
+    waiting: PrePrepare | None = None  # arrived before its parent was executed
+    waiting_reproposal: bool = False
+    prepares: dict[int, dict[bytes, Prepare]] = field(default_factory=dict)
+    commits: dict[int, dict[bytes, Commit]] = field(default_factory=dict)
+    commit_sent_view: int | None = None
+
+
+class Replica:
+    def __init__(self, chain: Chain, key: PrivateKey, config: ReplicaConfig) -> None:
+        self.chain = chain
+        self.suite = chain.suite
+        self.chain_id = chain.chain_id
+        self.key = key
+        self.me = key.public_key().raw
+        self.config = config
+        self.executed = chain.height
+        self.tip: Pending | None = None
+        self.validators: ValidatorSet = chain.validators_for(self.executed + 1)
+        self.view = 0
+        self.vc_target: int | None = None
+        self.vote: tuple[int, int, bytes, str] | None = None
+        self.prepared: PreparedCert | None = None
+        self.own_pre_prepare: PrePrepare | None = None
+        self.new_view_msg: NewView | None = None
+        self.slots: dict[int, Slot] = {}
+        self.stable = 0
+        self.stable_proof: list[Checkpoint] = []
+        self.checkpoints: dict[int, dict[bytes, Checkpoint]] = {}
+        self.view_changes: dict[bytes, ViewChange] = {}
+        self.status_heights: dict[bytes, int] = {}
+        self.commit_heights: dict[bytes, int] = {}
+        self.catchup_target = 0
+        self.fetch_deadline: int | None = None
+        self.fetch_turn = 0
+        self.fetch_peer: bytes | None = None
+        self.request_deadline: int | None = None
+        self.vc_deadline: int | None = None
+        self.vc_timeout = config.view_change_timeout_ms
+        self.retransmit_deadline: int | None = None
+        self.status_deadline: int | None = None
+        self.mempool: OrderedDict[bytes, tuple[Transaction, int]] = OrderedDict()
+        self.tx_verified: OrderedDict[bytes, None] = OrderedDict()
+        self.stats: dict[str, int] = {"view_changes": 0, "dropped": 0, "blocks_fetched": 0}
+        self.last_cert: CommitCertificate | None = (
+            chain.store.get_certificate(self.executed) if self.executed > 0 else None
+        )
+        self._load_persisted()
+
+    # -- persisted state ------------------------------------------------------------------
+
+    def _load_persisted(self) -> None:
+        store = self.chain.store
+        try:
+            raw = store.get_consensus(K_VIEW)
+            if raw is not None:
+                value = decode_value(raw)
+                assert isinstance(value, dict)
+                view, target = value["view"], value["vc_target"]
+                assert isinstance(view, int) and (target is None or isinstance(target, int))
+                self.view, self.vc_target = view, target
+            raw = store.get_consensus(K_VOTE)
+            if raw is not None:
+                value = decode_value(raw)
+                assert isinstance(value, list) and len(value) == 4
+                v, h, d, phase = value
+                assert isinstance(v, int) and isinstance(h, int)
+                assert isinstance(d, bytes) and isinstance(phase, str)
+                self.vote = (v, h, d, phase)
+            raw = store.get_consensus(K_PREPARED)
+            if raw is not None:
+                prepared = decode(raw, PreparedCert)
+                if prepared.pre_prepare.height == self.executed + 1:
+                    self.prepared = prepared
+            raw = store.get_consensus(K_PRE_PREPARE)
+            if raw is not None:
+                pp = decode(raw, PrePrepare)
+                if pp.height == self.executed + 1 and pp.view == self.view:
+                    self.own_pre_prepare = pp
+            raw = store.get_consensus(K_NEW_VIEW)
+            if raw is not None:
+                self.new_view_msg = decode(raw, NewView)
+        except (DecodeError, AssertionError, KeyError) as exc:
+            raise InputError(f"persisted consensus state is unreadable: {exc}") from None
+
+    def persist(self, changes: dict[bytes, bytes | None]) -> list[Effect]:
+        """Seam: the Persist effect that must precede a vote (see effects.py)."""
+        return [Persist(changes)]
+
+    def _view_record(self) -> dict[bytes, bytes | None]:
+        return {K_VIEW: encode_value({"view": self.view, "vc_target": self.vc_target})}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @property
+    def f(self) -> int:
+        return self.validators.f
+
+    @property
+    def quorum(self) -> int:
+        return self.validators.quorum
+
+    def commit_quorum(self) -> int:
+        """Seam: COMMITs needed to commit locally (a quorum, 2f+1 for n = 3f+1)."""
+        return self.validators.quorum
+
+    def primary(self, view: int | None = None) -> bytes:
+        v = self.view if view is None else view
+        return self.validators.validators[v % self.validators.size].public_key
+
+    @property
+    def is_validator(self) -> bool:
+        return self.validators.index_of(self.me) is not None
+
+    def in_watermarks(self, height: int) -> bool:
+        """Seam: h < height <= H, with h the stable checkpoint and H = h + L."""
+        return self.stable < height <= self.stable + self.config.watermark_window
+
+    def verify(self, msg: Message) -> bool:
+        """Seam: the message's signature is valid for its sender."""
+        return self.suite.verify(msg.sender, PURPOSE, signing_bytes(msg), msg.sig)
+
+    def verify_cert_sig(self, c: Commit) -> bool:
+        msg = commit_message(self.chain_id, c.height, c.digest)
+        return self.suite.verify(c.sender, COMMIT_PURPOSE, msg, c.cert_sig)
+
+    def digest_of(self, block: Block) -> bytes:
+        return block.header.block_hash(self.suite)
+
+    def _sign(self, msg: Message) -> Message:
+        return sign(msg, self.key)
+
+    def _parent(self) -> Pending | None:
+        if self.tip is not None and self.tip.header.height == self.executed:
+            return self.tip
+        return None
+
+    def _status(self) -> Status:
+        st = self._sign(Status(self.executed, self.view, self.stable, b""))
+        assert isinstance(st, Status)
+        return st
+
+    def _parent_time(self) -> int:
+        parent = self._parent()
+        return parent.header.time if parent is not None else self.chain.head().time
+
+    def _drop(self, msg: Message, why: str) -> list[Effect]:
+        self.stats["dropped"] += 1
+        log.debug("v%d h%d: ignoring %s from %s: %s", self.view, self.executed,
+                  type(msg).__name__, msg.sender[-4:].hex(), why)
+        return []
+
+    def tx_signature_ok(self, tx: Transaction) -> bool:
+        tx_id = tx.tx_id(self.suite)
+        if tx_id in self.tx_verified:
+            return True
+        if tx.chain_id != self.chain_id or not tx.signature_ok(self.suite):
+            return False
+        self.tx_verified[tx_id] = None
+        if len(self.tx_verified) > 4 * self.config.mempool_max:
+            self.tx_verified.popitem(last=False)
+        return True
+
+    def _set_for(self, height: int) -> ValidatorSet:
+        if height <= self.executed + 1:
+            try:
+                return self.chain.validators_for(height, self._parent())
+            except InputError:
+                pass
+        return self.validators
+
+    # -- public interface -------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        assert self.chain.height == self.executed, "driver did not append committed blocks"
+        self.tip = None
+
+    def start(self, now_ms: int) -> list[Effect]:
+        """Announce ourselves after (re)start: status, and an unfinished view change or proposal."""
+        self._enter()
+        effects: list[Effect] = [Broadcast(self._status())]
+        self.status_deadline = now_ms + self.config.status_interval_ms
+        if self.vc_target is not None:
+            vc = self._my_view_change(self.vc_target)
+            self.view_changes[self.me] = vc
+            self.retransmit_deadline = now_ms + self.config.retransmit_ms
+            effects.append(Broadcast(vc))
+            self._note_vc_quorum(now_ms)
+        elif self.own_pre_prepare is not None and self.primary() == self.me:
+            # Re-offer exactly the block we proposed before the restart, never another.
+            effects += self._accept_pre_prepare(self.own_pre_prepare, now_ms, fresh=False)
+            effects.append(Broadcast(self.own_pre_prepare))
+        effects += self._progress(now_ms)
+        return effects
+
+    def submit(self, tx: Transaction, now_ms: int) -> list[Effect]:
+        """A transaction admitted by this node: pool it and gossip it to the others."""
+        self._enter()
+        if not self._pool(tx, now_ms):
+            return []
+        effects: list[Effect] = [Broadcast(self._sign(TxGossip([tx], b"")))]
+        return effects + self._progress(now_ms)
+
+    def receive(self, msg: Message, now_ms: int) -> list[Effect]:
+        self._enter()
+        # Checkpoints are judged against the set of their own height (see _check_stable).
+        open_kinds = (Status, FetchBlocks, Blocks, Checkpoint)
+        if not isinstance(msg, open_kinds) and self.validators.index_of(msg.sender) is None:
+            return self._drop(msg, "sender is not a validator")
+        if msg.sender == self.me:
+            return self._drop(msg, "from ourselves")
+        if not self.verify(msg):
+            return self._drop(msg, "bad signature")
+        effects: list[Effect]
+        if isinstance(msg, PrePrepare):
+            effects = self._on_pre_prepare(msg, now_ms)
+        elif isinstance(msg, Prepare):
+            effects = self._on_prepare(msg, now_ms)
+        elif isinstance(msg, Commit):
+            effects = self._on_commit(msg, now_ms)
+        elif isinstance(msg, Checkpoint):
+            effects = self._on_checkpoint(msg, now_ms)
+        elif isinstance(msg, ViewChange):
+            effects = self._on_view_change(msg, now_ms)
+        elif isinstance(msg, NewView):
+            effects = self._on_new_view(msg, now_ms)
+        elif isinstance(msg, Status):
+            effects = self._on_status(msg, now_ms)
+        elif isinstance(msg, FetchBlocks):
+            effects = self._on_fetch(msg)
+        elif isinstance(msg, Blocks):
+            effects = self._on_blocks(msg, now_ms)
+        else:
+            effects = self._on_gossip(msg, now_ms)
+        return effects + self._progress(now_ms)
+
+    def on_timer(self, now_ms: int) -> list[Effect]:
+        self._enter()
+        effects: list[Effect] = []
+        # Every expired deadline is cleared or moved before acting on it.
+        if self.vc_deadline is not None and now_ms >= self.vc_deadline:
+            self.vc_deadline = None
+            if self.vc_target is not None:
+                # The view change to vc_target did not complete in time: try the next view,
+                # waiting twice as long (exponential backoff so views do not churn forever).
+                self.vc_timeout = min(2 * self.vc_timeout, self.config.view_change_timeout_max_ms)
+                effects += self._start_view_change(self.vc_target + 1, now_ms)
+        if self.request_deadline is not None and now_ms >= self.request_deadline:
+            self.request_deadline = None
+            if self.vc_target is None and self.is_validator:
+                log.info("v%d h%d: request timer expired; starting view change", self.view,
+                         self.executed)
+                effects += self._start_view_change(self.view + 1, now_ms)
+        if self.retransmit_deadline is not None and now_ms >= self.retransmit_deadline:
+            again = self._retransmit()
+            effects += again
+            self.retransmit_deadline = now_ms + self.config.retransmit_ms if again else None
+        if self.status_deadline is not None and now_ms >= self.status_deadline:
+            effects.append(Broadcast(self._status()))
+            self.status_deadline = now_ms + self.config.status_interval_ms
+        if self.fetch_deadline is not None and now_ms >= self.fetch_deadline:
+            self.fetch_deadline = None
+        return effects + self._progress(now_ms)
+
+    def next_deadline_ms(self) -> int | None:
+        deadlines = [d for d in (self.request_deadline, self.vc_deadline, self.retransmit_deadline,
+                                 self.status_deadline, self.fetch_deadline) if d is not None]
+        batch = self._batch_deadline()
+        if batch is not None:
+            deadlines.append(batch)
+        return min(deadlines) if deadlines else None
+
+    # -- mempool and proposing ------------------------------------------------------------
+
+    def _pool(self, tx: Transaction, now_ms: int) -> bool:
+        tx_id = tx.tx_id(self.suite)
+        if tx_id in self.mempool or self.chain.store.get_tx_location(tx_id) is not None:
+            return False
+        if len(self.mempool) >= self.config.mempool_max:
+            log.warning("mempool full (%d); dropping a transaction", len(self.mempool))
+            return False
+        self.mempool[tx_id] = (tx, now_ms)
+        if self.request_deadline is None and self.is_validator:
+            self.request_deadline = now_ms + self.vc_timeout
+        return True
+
+    def _can_propose(self) -> bool:
+        return (self.vc_target is None and self.primary() == self.me
+                and self.executed >= self.catchup_target
+                and self.executed + 1 not in self.slots_with_pre_prepare()
+                and self.in_watermarks(self.executed + 1))
+
+    def slots_with_pre_prepare(self) -> set[int]:
+        return {h for h, s in self.slots.items()
+                if s.pre_prepare is not None or s.waiting is not None}
+
+    def _batch_deadline(self) -> int | None:
+        if not self.mempool or not self._can_propose():
+            return None
+        oldest = next(iter(self.mempool.values()))[1]
+        return oldest + self.config.batch_timeout_ms
+
+    def _take_batch(self, time_ms: int) -> list[Transaction]:
+        batch: list[Transaction] = []
+        size = 0
+        stale = []
+        for tx_id, (tx, _) in self.mempool.items():
+            if tx.valid_until < time_ms or self.chain.store.get_tx_location(tx_id) is not None:
+                stale.append(tx_id)
+                continue
+            tx_size = len(tx.encoded())
+            if batch and size + tx_size > self.config.batch_bytes_max:
+                break
+            batch.append(tx)
+            size += tx_size
+            if len(batch) >= self.config.batch_tx_max:
+                break
+        for tx_id in stale:
+            del self.mempool[tx_id]
+        return batch
+
+    def _maybe_propose(self, now_ms: int) -> list[Effect]:
+        if not self.mempool or not self._can_propose():
+            return []
+        deadline = self._batch_deadline()
+        full = len(self.mempool) >= self.config.batch_tx_max
+        if not full and deadline is not None and now_ms < deadline:
+            return []
+        time_ms = max(now_ms, self._parent_time() + 1)
+        txs = self._take_batch(time_ms)
+        if not txs:
+            return []
+        pending = self.chain.propose(txs, time_ms, self.view, self.me, self._parent(),
+                                     self.tx_signature_ok)
+        pp = self._sign(PrePrepare(self.view, pending.header.height, pending.block, b""))
+        assert isinstance(pp, PrePrepare)
+        slot = self.slots.setdefault(pp.height, Slot())
+        slot.pre_prepare, slot.digest, slot.pending = pp, self.digest_of(pp.block), pending
+        self.own_pre_prepare = pp
+        self.retransmit_deadline = now_ms + self.config.retransmit_ms
+        log.debug("v%d: proposing block %d with %d txs", self.view, pp.height, len(txs))
+        effects = self.persist({K_PRE_PREPARE: encode(pp)})
+        return [*effects, Broadcast(pp), *self._check_prepared(pp.height, now_ms)]
+
+    # -- normal case --------------------------------------------------------------------------
+
+    def _on_pre_prepare(self, pp: PrePrepare, now_ms: int) -> list[Effect]:
+        if self.vc_target is not None:
+            return self._drop(pp, "in a view change")
+        if pp.view != self.view:
+            return self._drop(pp, f"for view {pp.view}")
+        if pp.sender != self.primary():
+            return self._drop(pp, "not from the primary")
+        if pp.height <= self.executed:
+            return self._drop(pp, "height already executed")
+        if not self.in_watermarks(pp.height):
+            return self._drop(pp, "outside the watermarks")
+        slot = self.slots.setdefault(pp.height, Slot())
+        if slot.pre_prepare is not None or slot.waiting is not None:
+            held = slot.pre_prepare or slot.waiting
+            assert held is not None
+            if self.digest_of(held.block) != self.digest_of(pp.block):
+                log.warning("v%d: primary sent two different pre-prepares for height %d",
+                            self.view, pp.height)
+            return []
+        if pp.height > self.executed + 1:
+            slot.waiting = pp
+            self.catchup_target = max(self.catchup_target, pp.height - 1)
+            return []
+        return self._accept_pre_prepare(pp, now_ms, fresh=True)
+
+    def _accept_pre_prepare(self, pp: PrePrepare, now_ms: int, fresh: bool) -> list[Effect]:
+        """Validate and execute a pre-prepare for executed+1; vote PREPARE if we are a backup."""
+        block, header = pp.block, pp.block.header
+        slot = self.slots.setdefault(pp.height, Slot())
+        if header.height != pp.height:
+            return self._drop(pp, "block height differs from the pre-prepare")
+        digest = self.digest_of(block)
+        parent_time = self._parent_time()
+        if fresh:
+            if header.view != pp.view or header.proposer != pp.sender:
+                return self._drop(pp, "block names another view or proposer")
+            if header.time <= parent_time:
+                return self._drop(pp, "block time is not after its parent's")
+            if abs(header.time - now_ms) > self.config.block_time_skew_ms:
+                return self._drop(pp, f"block time is {header.time - now_ms} ms off our clock")
+        if len(block.txs) > self.config.batch_tx_max:
+            return self._drop(pp, "too many transactions")
+        voted = self.vote
+        if voted is not None and voted[:2] == (self.view, pp.height) and voted[2] != digest:
+            return self._drop(pp, "we already voted for another block at this view and height")
+        if not all(self.tx_signature_ok(tx) for tx in block.txs):
+            return self._drop(pp, "a transaction signature does not verify")
+        try:
+            pending = self.chain.check_proposal(block, self._parent(), self.tx_signature_ok)
+        except InputError as exc:
+            return self._drop(pp, str(exc))
+        slot.pre_prepare, slot.digest, slot.pending, slot.waiting = pp, digest, pending, None
+        self.retransmit_deadline = now_ms + self.config.retransmit_ms
+        effects: list[Effect] = []
+        if pp.sender != self.me and self.primary() != self.me and self.is_validator:
+            self.vote = (self.view, pp.height, digest, "prepare")
+            prepare = self._sign(Prepare(self.view, pp.height, digest, b""))
+            effects += self.persist({K_VOTE: encode_value(list(self.vote))})
+            effects.append(Broadcast(prepare))
+            assert isinstance(prepare, Prepare)
+            slot.prepares.setdefault(self.view, {})[self.me] = prepare
+        return effects + self._check_prepared(pp.height, now_ms)
+
+    def _on_prepare(self, p: Prepare, now_ms: int) -> list[Effect]:
+        if self.vc_target is not None or p.view != self.view:
+            return self._drop(p, "not for the current view")
+        if p.sender == self.primary():
+            return self._drop(p, "the primary does not send prepares")
+        if p.height <= self.executed or not self.in_watermarks(p.height):
+            return self._drop(p, "height outside the window")
+        slot = self.slots.setdefault(p.height, Slot())
+        slot.prepares.setdefault(p.view, {}).setdefault(p.sender, p)
+        return self._check_prepared(p.height, now_ms)
+
+    def _check_prepared(self, height: int, now_ms: int) -> list[Effect]:
+        slot = self.slots.get(height)
+        if slot is None or slot.pre_prepare is None or slot.commit_sent_view == self.view:
+            return []
+        if not self.is_validator:
+            return []
+        primary = self.primary()
+        matching = [p for s, p in slot.prepares.get(self.view, {}).items()
+                    if p.digest == slot.digest and s != primary]
+        if len(matching) < self.quorum - 1:
+            return []
+        assert slot.digest is not None
+        cert = PreparedCert(slot.pre_prepare, sorted(matching, key=lambda p: p.sender))
+        self.prepared = cert
+        slot.commit_sent_view = self.view
+        self.vote = (self.view, height, slot.digest, "commit")
+        cert_sig = self.key.sign(COMMIT_PURPOSE, commit_message(self.chain_id, height, slot.digest))
+        commit = self._sign(Commit(self.view, height, slot.digest, cert_sig, b""))
+        assert isinstance(commit, Commit)
+        slot.commits.setdefault(self.view, {})[self.me] = commit
+        effects = self.persist({K_VOTE: encode_value(list(self.vote)), K_PREPARED: encode(cert)})
+        return [*effects, Broadcast(commit), *self._check_committed(height, now_ms)]
+
+    def _on_commit(self, c: Commit, now_ms: int) -> list[Effect]:
+        if c.height <= self.executed:
+            return self._drop(c, "height already executed")
+        if not self.verify_cert_sig(c):
+            return self._drop(c, "bad certificate signature")
+        # Commits for heights beyond the next one tell us others are ahead.
+        if c.height > self.executed + 1:
+            self.commit_heights[c.sender] = max(self.commit_heights.get(c.sender, 0), c.height)
+            self._update_catchup_from(self.commit_heights, offset=-1)
+        if self.vc_target is not None or c.view != self.view:
+            return self._drop(c, "not for the current view")
+        if not self.in_watermarks(c.height):
+            return self._drop(c, "outside the watermarks")
+        slot = self.slots.setdefault(c.height, Slot())
+        slot.commits.setdefault(c.view, {}).setdefault(c.sender, c)
+        return self._check_committed(c.height, now_ms)
+
+    def _check_committed(self, height: int, now_ms: int) -> list[Effect]:
+        slot = self.slots.get(height)
+        if (slot is None or height != self.executed + 1 or slot.pending is None
+                or slot.commit_sent_view != self.view):
+            return []
+        matching = [c for c in slot.commits.get(self.view, {}).values() if c.digest == slot.digest]
+        if len(matching) < self.commit_quorum():
+            return []
+        order = {k: i for i, k in enumerate(self.validators.public_keys())}
+        sigs = [CommitSignature(c.sender, c.cert_sig)
+                for c in sorted(matching, key=lambda c: order.get(c.sender, 1 << 30))]
+        assert slot.digest is not None
+        cert = CommitCertificate(height, slot.digest, sigs)
+        return self._execute(slot.pending, cert, now_ms)
+
+    def _execute(self, pending: Pending, cert: CommitCertificate, now_ms: int) -> list[Effect]:
+        """The block at executed+1 is committed: append it and move on."""
+        height = pending.header.height
+        assert height == self.executed + 1
+        effects: list[Effect] = [Append(pending, cert)]
+        self.executed, self.tip, self.last_cert = height, pending, cert
+        self.slots.pop(height, None)
+        if self.prepared is not None and self.prepared.pre_prepare.height <= height:
+            self.prepared = None
+        self.own_pre_prepare = None
+        for tx in pending.block.txs:
+            self.mempool.pop(tx.tx_id(self.suite), None)
+        busy = self.mempool and self.is_validator and self.vc_target is None
+        self.request_deadline = now_ms + self.vc_timeout if busy else None
+        if self.vc_target is None:
+            self.retransmit_deadline = None  # nothing in flight any more
+        self.commit_heights = {k: h for k, h in self.commit_heights.items() if h > height + 1}
+        # A checkpoint is signed by the set that voted on its block, before any change
+        # that takes effect at the next height.
+        voted = self.is_validator
+        self._reconfigure(height)
+        if height % self.config.checkpoint_interval == 0:
+            if voted:
+                cp = self._sign(Checkpoint(height, pending.header.state_root, cert.block_hash,
+                                           b""))
+                assert isinstance(cp, Checkpoint)
+                self.checkpoints.setdefault(height, {})[self.me] = cp
+                effects.append(Broadcast(cp))
+            effects += self._check_stable(height)
+        nxt = self.slots.get(height + 1)
+        if nxt is not None and nxt.waiting is not None:
+            waiting, fresh = nxt.waiting, not nxt.waiting_reproposal
+            nxt.waiting = None
+            effects += self._accept_pre_prepare(waiting, now_ms, fresh=fresh)
+        return effects
+
+    def _reconfigure(self, height: int) -> None:
+        new = self.chain.validators_for(height + 1, self.tip)
+        if new.public_keys() != self.validators.public_keys():
+            log.info("validator set changes at height %d: %d members", height + 1, new.size)
+            self.validators = new
+
+    def _retransmit(self) -> list[Effect]:
+        """Resend our latest message for the height in flight or our view change."""
+        if self.vc_target is not None:
+            return [Broadcast(self._my_view_change(self.vc_target))]
+        slot = self.slots.get(self.executed + 1)
+        if slot is None or slot.pre_prepare is None:
+            return []
+        effects: list[Effect] = []
+        if slot.pre_prepare.sender == self.me:
+            effects.append(Broadcast(slot.pre_prepare))
+        mine_p = slot.prepares.get(self.view, {}).get(self.me)
+        if mine_p is not None:
+            effects.append(Broadcast(mine_p))
+        mine_c = slot.commits.get(self.view, {}).get(self.me)
+        if mine_c is not None:
+            effects.append(Broadcast(mine_c))
+        return effects
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _on_checkpoint(self, cp: Checkpoint, now_ms: int) -> list[Effect]:
+        if cp.height <= self.stable or cp.height % self.config.checkpoint_interval != 0:
+            return self._drop(cp, "at or below the stable checkpoint, or not a checkpoint height")
+        by_height = self.checkpoints.setdefault(cp.height, {})
+        by_height.setdefault(cp.sender, cp)
+        # Bound memory: keep the highest few checkpoint heights only.
+        while len(self.checkpoints) > 8:
+            del self.checkpoints[min(self.checkpoints)]
+        if cp.height > self.executed:
+            heights: dict[bytes, int] = {}
+            for h, msgs in self.checkpoints.items():
+                for sender in msgs:
+                    heights[sender] = max(heights.get(sender, 0), h)
+            self._update_catchup_from(heights)
+        return self._check_stable(cp.height)
+
+    def _check_stable(self, height: int) -> list[Effect]:
+        msgs = self.checkpoints.get(height, {})
+        voters = self._set_for(height)
+        groups: dict[tuple[bytes, bytes], list[Checkpoint]] = {}
+        for cp in msgs.values():
+            if voters.index_of(cp.sender) is not None:
+                groups.setdefault((cp.state_root, cp.digest), []).append(cp)
+        for (_, digest), proof in groups.items():
+            if len(proof) < voters.quorum or height <= self.stable:
+                continue
+            if height > self.executed:
+                self.catchup_target = max(self.catchup_target, height)
+                return []
+            ours = self.chain.store.get_header(height)
+            if ours is not None and ours.block_hash(self.suite) != digest:
+                log.critical("stable checkpoint %d disagrees with our block: state diverged",
+                             height)
+                return []
+            self.stable = height
+            self.stable_proof = sorted(proof, key=lambda c: c.sender)
+            for h in [h for h in self.slots if h <= height]:
+                del self.slots[h]
+            for h in [h for h in self.checkpoints if h <= height]:
+                del self.checkpoints[h]
+        return []
+
+    # -- view change --------------------------------------------------------------------------
+
+    def prepared_for_view_change(self) -> PreparedCert | None:
+        """Seam: the prepared certificate a VIEW-CHANGE carries (height executed+1)."""
+        p = self.prepared
+        return p if p is not None and p.pre_prepare.height == self.executed + 1 else None
+
+    def _my_view_change(self, new_view: int) -> ViewChange:
+        vc = self._sign(ViewChange(new_view, self.stable, list(self.stable_proof), self.last_cert,
+                                   self.prepared_for_view_change(), b""))
+        assert isinstance(vc, ViewChange)
+        return vc
+
+    def _start_view_change(self, new_view: int, now_ms: int) -> list[Effect]:
+        if not self.is_validator or new_view <= self.view:
+            return []
+        if self.vc_target is not None and new_view <= self.vc_target:
+            return []
+        log.info("v%d h%d: view change to %d", self.view, self.executed, new_view)
+        self.stats["view_changes"] += 1
+        self.vc_target = new_view
+        self.request_deadline = None
+        self.vc_deadline = None
+        self.retransmit_deadline = now_ms + self.config.retransmit_ms
+        vc = self._my_view_change(new_view)
+        self.view_changes[self.me] = vc
+        effects = self.persist(self._view_record())
+        effects.append(Broadcast(vc))
+        self._note_vc_quorum(now_ms)
+        return effects + self._maybe_new_view(now_ms)
+
+    def _vcs_for(self, view: int) -> list[ViewChange]:
+        return [vc for vc in self.view_changes.values() if vc.new_view == view]
+
+    def _note_vc_quorum(self, now_ms: int) -> None:
+        # The timer for a view change starts once a quorum wants that view (PBFT.md).
+        if (self.vc_target is not None and self.vc_deadline is None
+                and len(self._vcs_for(self.vc_target)) >= self.quorum):
+            self.vc_deadline = now_ms + self.vc_timeout
+
+    def _on_view_change(self, vc: ViewChange, now_ms: int) -> list[Effect]:
+        if vc.new_view <= self.view:
+            # A peer still asking for a view we already run: show it the NEW-VIEW.
+            nv = self.new_view_msg
+            if nv is not None and nv.view == self.view and vc.new_view <= self.view:
+                return [Send(vc.sender, nv)]
+            return self._drop(vc, "for an old view")
+        why = check_view_change(vc, self.chain_id, self._set_for, self.suite.verify, self.digest_of)
+        if why:
+            return self._drop(vc, why)
+        held = self.view_changes.get(vc.sender)
+        if held is not None and held.new_view >= vc.new_view:
+            return []
+        self.view_changes[vc.sender] = vc
+        effects: list[Effect] = []
+        # Join a higher view only on the word of f+1 others: one replica announcing a huge
+        # view number cannot drag anybody along (FISCO-BCOS issue 2211).
+        floor = max(self.view, self.vc_target or self.view)
+        views = sorted((m.new_view for s, m in self.view_changes.items()
+                        if s != self.me and m.new_view > floor), reverse=True)
+        if len(views) >= self.f + 1:
+            effects += self._start_view_change(views[self.f], now_ms)
+        self._note_vc_quorum(now_ms)
+        return effects + self._maybe_new_view(now_ms)
+
+    def _maybe_new_view(self, now_ms: int) -> list[Effect]:
+        target = self.vc_target
+        if target is None or self.primary(target) != self.me:
+            return []
+        vcs = self._vcs_for(target)
+        if len(vcs) < self.quorum:
+            return []
+        mine = [vc for vc in vcs if vc.sender == self.me]
+        others = sorted((vc for vc in vcs if vc.sender != self.me), key=lambda v: v.sender)
+        chosen = (mine + others)[: self.quorum]
+        sel = select(chosen, self.digest_of)
+        pp = None
+        if sel.reproposal is not None:
+            signed = self._sign(PrePrepare(target, sel.committed + 1, sel.reproposal.block, b""))
+            assert isinstance(signed, PrePrepare)
+            pp = signed
+        nv = self._sign(NewView(target, chosen, pp, b""))
+        assert isinstance(nv, NewView)
+        log.info("v%d: new primary announces view %d (committed %d, re-proposal %s)",
+                 self.view, target, sel.committed, "yes" if pp else "no")
+        return self._install_view(nv, sel, now_ms, broadcast=True)
+
+    def _on_new_view(self, nv: NewView, now_ms: int) -> list[Effect]:
+        if nv.view < self.view or (nv.view == self.view and self.vc_target is None):
+            return self._drop(nv, "for a view we are already past or in")
+        if nv.sender != self.primary(nv.view):
+            return self._drop(nv, "not from that view's primary")
+        senders = set()
+        members = set(self.validators.public_keys())
+        for vc in nv.view_changes:
+            if vc.new_view != nv.view or vc.sender not in members or vc.sender in senders:
+                return self._drop(nv, "carries a wrong, foreign or repeated VIEW-CHANGE")
+            if not self.verify(vc):
+                return self._drop(nv, "carries a VIEW-CHANGE with a bad signature")
+            why = check_view_change(vc, self.chain_id, self._set_for, self.suite.verify,
+                                    self.digest_of)
+            if why:
+                return self._drop(nv, f"carries an invalid VIEW-CHANGE: {why}")
+            senders.add(vc.sender)
+        if len(senders) < self.quorum:
+            return self._drop(nv, "fewer than a quorum of VIEW-CHANGEs")
+        sel = select(nv.view_changes, self.digest_of)
+        pp = nv.pre_prepare
+        if sel.reproposal is None:
+            if pp is not None:
+                return self._drop(nv, "re-proposes a block no VIEW-CHANGE prepared")
+        elif (pp is None or pp.view != nv.view or pp.sender != nv.sender
+              or pp.height != sel.committed + 1 or self.digest_of(pp.block) != sel.digest
+              or not self.verify(pp)):
+            return self._drop(nv, "its re-proposal differs from what the VIEW-CHANGEs require")
+        return self._install_view(nv, sel, now_ms, broadcast=False)
+
+    def _install_view(self, nv: NewView, sel: Selection, now_ms: int,
+                      broadcast: bool) -> list[Effect]:
+        self.view, self.vc_target, self.vc_deadline = nv.view, None, None
+        self.vc_timeout = self.config.view_change_timeout_ms
+        self.new_view_msg = nv
+        self.view_changes = {s: vc for s, vc in self.view_changes.items() if vc.new_view > nv.view}
+        # Votes of older views are void now; keep only messages of this view.
+        for slot in self.slots.values():
+            slot.pre_prepare = slot.pending = slot.digest = slot.waiting = None
+            slot.waiting_reproposal = False
+            slot.prepares = {v: m for v, m in slot.prepares.items() if v >= nv.view}
+            slot.commits = {v: m for v, m in slot.commits.items() if v >= nv.view}
+            slot.commit_sent_view = None
+        self.catchup_target = max(self.catchup_target, sel.committed)
+        self.request_deadline = now_ms + self.vc_timeout if self.mempool else None
+        self.retransmit_deadline = now_ms + self.config.retransmit_ms
+        effects = self.persist({**self._view_record(), K_NEW_VIEW: encode(nv)})
+        if broadcast:
+            effects.append(Broadcast(nv))
+        if nv.pre_prepare is not None:
+            pp = nv.pre_prepare
+            if pp.height == self.executed + 1:
+                effects += self._accept_pre_prepare(pp, now_ms, fresh=False)
+            elif pp.height > self.executed + 1:
+                slot = self.slots.setdefault(pp.height, Slot())
+                slot.waiting, slot.waiting_reproposal = pp, True
+        return effects
+
+    # -- state transfer ---------------------------------------------------------------------
+
+    def _update_catchup_from(self, heights: dict[bytes, int], offset: int = 0) -> None:
+        """Believe we are behind only when f+1 replicas say so (one liar cannot make us chase)."""
+        claims = sorted(heights.values(), reverse=True)
+        if len(claims) > self.f:
+            self.catchup_target = max(self.catchup_target, claims[self.f] + offset)
+
+    def _maybe_fetch(self, now_ms: int) -> list[Effect]:
+        if self.catchup_target <= self.executed or self.fetch_deadline is not None:
+            return []
+        peers = [k for k in self.validators.public_keys() if k != self.me]
+        ahead = [k for k in peers if max(self.status_heights.get(k, 0),
+                                         self.commit_heights.get(k, 0) - 1) > self.executed]
+        candidates = ahead or peers
+        if not candidates:
+            return []
+        peer = candidates[self.fetch_turn % len(candidates)]
+        self.fetch_turn += 1
+        self.fetch_peer = peer
+        upto = min(self.catchup_target, self.executed + self.config.fetch_blocks_max)
+        self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
+        return [Send(peer, self._sign(FetchBlocks(self.executed + 1, upto, b"")))]
+
+    def _on_fetch(self, m: FetchBlocks) -> list[Effect]:
+        lo = max(1, m.from_height)
+        hi = min(m.to_height, self.executed, lo + self.config.fetch_blocks_max - 1)
+        blocks: list[CertifiedBlock] = []
+        size = 0
+        for h in range(lo, hi + 1):
+            block, cert = self.chain.store.get_block(h), self.chain.store.get_certificate(h)
+            if block is None or cert is None:
+                break
+            size += len(encode(block))
+            if blocks and size > self.config.batch_bytes_max:
+                break
+            blocks.append(CertifiedBlock(block, cert))
+        if not blocks:
+            return [Send(m.sender, self._status())]
+        return [Send(m.sender, self._sign(Blocks(blocks, b"")))]
+
+    def _on_blocks(self, m: Blocks, now_ms: int) -> list[Effect]:
+        effects: list[Effect] = []
+        for cb in m.blocks:
+            header = cb.block.header
+            if header.height <= self.executed:
+                continue
+            if header.height != self.executed + 1:
+                break
+            try:
+                vs = self.chain.validators_for(header.height, self._parent())
+                verify_certificate(self.suite, self.chain_id, header, cb.certificate, vs)
+                pending = self.chain.check_proposal(cb.block, self._parent(), self.tx_signature_ok)
+            except InputError as exc:
+                log.warning("state transfer: block %d from %s rejected: %s", header.height,
+                            m.sender[-4:].hex(), exc)
+                break
+            self.stats["blocks_fetched"] += 1
+            effects += self._execute(pending, cb.certificate, now_ms)
+        self.fetch_deadline = None
+        return effects
+
+    def _on_status(self, st: Status, now_ms: int) -> list[Effect]:
+        effects: list[Effect] = []
+        if self.validators.index_of(st.sender) is not None:
+            self.status_heights[st.sender] = st.height
+            self._update_catchup_from(self.status_heights)
+        if st.sender == self.fetch_peer and st.height <= self.executed:
+            self.fetch_deadline = None  # that peer has nothing for us: ask another now
+        nv = self.new_view_msg
+        if st.view < self.view and nv is not None and nv.view == self.view:
+            effects.append(Send(st.sender, nv))
+        if st.height < self.executed:
+            effects.append(Send(st.sender, self._status()))
+        if st.stable < self.stable <= st.height:
+            # It missed the checkpoint messages: relay the proof (each is signed by its author).
+            effects += [Send(st.sender, cp) for cp in self.stable_proof]
+        return effects
+
+    def _on_gossip(self, msg: Message, now_ms: int) -> list[Effect]:
+        assert isinstance(msg, TxGossip)
+        for tx in msg.txs[: self.config.batch_tx_max]:
+            if self.tx_signature_ok(tx):
+                self._pool(tx, now_ms)
+        return []
+
+    # -- progress -----------------------------------------------------------------------------
+
+    def _progress(self, now_ms: int) -> list[Effect]:
+        effects = self._maybe_fetch(now_ms)
+        effects += self._maybe_propose(now_ms)
+        return effects

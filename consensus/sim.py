@@ -1,0 +1,553 @@
+"""Deterministic fault-injecting simulator: real replicas on a virtual network and clock.
+
+Theory of operation
+-------------------
+One seed fixes everything: the fault rates (drawn from ranges like
+TigerBeetle's VOPR), which replicas are Byzantine and how, when clients
+submit, and every delay. Time is virtual and jumps to the next event
+(message delivery, replica timer, client retry, crash, restart, partition
+change), so a run of minutes of simulated time takes a fraction of a second.
+
+Each node is a real :class:`~consensus.replica.Replica` over a real
+:class:`~ledger.chain.Chain` on a :class:`~ledger.store.MemoryStore` (which
+survives crashes, like a disk). The simulator carries out the replica's
+effects in order; a crash may strike in the middle of an effect list, so
+later sends are lost — exactly what persist-before-send must survive.
+
+Faults during the fault phase: message loss (0–30%), delay, duplication and
+replay (0–50%), reordering, symmetric and asymmetric partitions that start
+and heal, crashes and restarts, clock skew, and up to ``byzantine``
+Byzantine replicas (equivocating primary, withheld votes, votes for wrong
+digests, forged and replayed messages, inflated view numbers, or a twin —
+a second replica with the same key). Optionally the validator set changes
+(a node is added, then one removed) through committed transactions.
+
+Checked after every event: honest replicas never append different blocks at
+the same height (hash chains and state roots agree, since the block hash
+covers both); no two honest replicas are prepared for different digests at
+the same (view, height); a committed block never rolls back; every appended
+commit certificate verifies against its height's validator set. After the
+fault phase every network fault stops and every node restarts; then every
+submitted transaction must be committed at every honest replica within a
+bounded simulated time (liveness).
+
+Run ``python -m consensus.sim --help``. A failure prints the seed and the
+command that replays it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from consensus.effects import Append, Broadcast, Effect, Persist, Send
+from consensus.messages import (
+    Commit,
+    Message,
+    Prepare,
+    PrePrepare,
+    kind_of,
+    sign,
+)
+from consensus.replica import Replica, ReplicaConfig
+from consensus.simsuite import SimSuite
+from ledger import evidence
+from ledger.block import (
+    COMMIT_PURPOSE,
+    Validator,
+    ValidatorSet,
+    commit_message,
+    verify_certificate,
+)
+from ledger.chain import Chain, schedule_validator_change
+from ledger.crypto import PrivateKey
+from ledger.errors import InputError, TxRejected
+from ledger.execution import ExecContext, Registry
+from ledger.genesis import Account, Genesis
+from ledger.store import MemoryStore
+from ledger.tx import Transaction, make_tx
+
+T0 = 1_767_225_600_000
+RECONFIG_TX = "sim.validators"
+BEHAVIOURS = ("equivocate", "withhold", "wrong_digest", "inflate_view", "forge", "replay", "twin")
+
+
+def sim_registry(committee: bytes, checkpoint_interval: int) -> Registry:
+    """evidence.anchor plus a committee-only transaction that changes the validator set."""
+    registry = Registry()
+    evidence.register(registry)
+
+    def reconfigure(ctx: ExecContext) -> None:
+        if ctx.sender != committee:
+            raise TxRejected("only the committee may change validators")
+        keys = ctx.tx.payload.get("keys")
+        if not isinstance(keys, list) or not all(isinstance(k, bytes) for k in keys):
+            raise TxRejected("payload.keys must be a list of public keys")
+        vs = ValidatorSet([Validator(f"v{i}", k, f"sim:{i}")  # type: ignore[arg-type]
+                           for i, k in enumerate(keys)])
+        schedule_validator_change(ctx.state, vs, ctx.height, checkpoint_interval)
+
+    registry.register(RECONFIG_TX, reconfigure)
+    return registry
+
+
+@dataclass
+class Faults:
+    loss: float
+    dup: float
+    replay: float
+    delay_max_ms: int
+    partitions: bool
+    crashes: int
+    crash_mid_effects: float
+    skew_max_ms: int
+    reconfig: bool
+    byzantine: dict[int, str]
+
+    @classmethod
+    def draw(cls, rng: random.Random, nodes: int, byzantine: int) -> Faults:
+        byz = rng.sample(range(nodes), byzantine)
+        return cls(
+            loss=rng.choice([0.0, rng.uniform(0, 0.3)]),
+            dup=rng.choice([0.0, rng.uniform(0, 0.5)]),
+            replay=rng.choice([0.0, rng.uniform(0, 0.5)]),
+            delay_max_ms=rng.choice([5, 50, 300, 1500]),
+            partitions=rng.random() < 0.5,
+            crashes=rng.randint(0, 3),
+            crash_mid_effects=rng.choice([0.0, 0.2]),
+            skew_max_ms=rng.choice([0, 200, 2000]),
+            reconfig=nodes == 4 and rng.random() < 0.3,
+            byzantine={i: rng.choice(BEHAVIOURS) for i in byz},
+        )
+
+
+@dataclass
+class Node:
+    index: int
+    key: PrivateKey
+    store: MemoryStore
+    chain: Chain
+    replica: Replica | None
+    honest: bool
+    behaviour: str | None
+    skew_ms: int
+    timer_seq: int = 0
+    checked_height: int = 0
+    history: list[Message] = field(default_factory=list)
+
+    @property
+    def up(self) -> bool:
+        return self.replica is not None
+
+
+@dataclass
+class SimResult:
+    seed: int
+    nodes: int
+    committed_blocks: int
+    safety_violations: list[str]
+    liveness_violation: str | None
+    trace_hash: str
+    events: int
+    view_changes: int
+    faults: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not self.safety_violations and self.liveness_violation is None
+
+
+class Simulation:
+    def __init__(self, seed: int, nodes: int = 4, byzantine: int = 1,
+                 replica_cls: type[Replica] = Replica, fault_ms: int = 20_000,
+                 liveness_ms: int = 90_000, txs: int | None = None) -> None:
+        assert 0 <= byzantine <= (nodes - 1) // 3
+        self.seed, self.n, self.replica_cls = seed, nodes, replica_cls
+        self.rng = random.Random(seed)
+        self.faults = Faults.draw(self.rng, nodes, byzantine)
+        self.fault_end = fault_ms
+        self.deadline = fault_ms + liveness_ms
+        self.suite = SimSuite(random.Random(seed * 7919 + 1), name="sim")
+        self.queue: list[tuple[int, int, str, Any]] = []
+        self.seq = 0
+        self.now = 0
+        self.events = 0
+        self.trace = hashlib.sha256()
+        self.safety: list[str] = []
+        self.canonical: dict[int, bytes] = {}
+        self.prepared_seen: dict[tuple[int, int], bytes] = {}
+        self.partition: tuple[set[int], set[int], bool] | None = None
+        self._setup(txs)
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def _setup(self, txs: int | None) -> None:
+        s = self.suite
+        vkeys = [s.generate_key() for _ in range(self.n)]
+        self.client, self.committee = s.generate_key(), s.generate_key()
+        extra = s.generate_key() if self.faults.reconfig else None
+        self.config = ReplicaConfig(checkpoint_interval=8, watermark_window=32, batch_tx_max=8,
+                                    batch_timeout_ms=20, view_change_timeout_ms=2000,
+                                    view_change_timeout_max_ms=16_000, retransmit_ms=800,
+                                    status_interval_ms=3000, fetch_timeout_ms=1000)
+        vset = ValidatorSet([Validator(f"v{i}", k.public_key().raw, f"sim:{i}")
+                             for i, k in enumerate(vkeys)])
+        accounts = [Account("client", "org", self.client.public_key().raw, ["issuer"]),
+                    Account("committee", "org", self.committee.public_key().raw, ["committee"])]
+        self.genesis = Genesis("sim", "sim", T0, vset, accounts,
+                               {"checkpoint_interval": self.config.checkpoint_interval})
+        self.nodes: list[Node] = []
+        keys = list(vkeys) + ([extra] if extra is not None else [])
+        for i, key in enumerate(keys):
+            behaviour = self.faults.byzantine.get(i)
+            self._add_node(i, key, behaviour)
+            if behaviour == "twin":
+                self._add_node(i, key, "twin")
+        count = txs if txs is not None else self.rng.randint(15, 40)
+        self.pending_txs: dict[bytes, Transaction] = {}
+        for i in range(count):
+            digest = hashlib.sha256(f"{self.seed}/{i}".encode()).digest()
+            tx = make_tx(self.client, "sim", evidence.TX_TYPE, {"digest": digest, "label": "s"},
+                         i, T0 + 10**9)
+            self.pending_txs[tx.tx_id(s)] = tx
+            self._push(self.rng.randint(0, self.fault_end), "client", tx)
+        if extra is not None:
+            grow = [*vset.public_keys(), extra.public_key().raw]
+            shrink = grow[1:]
+            for n, (keys_, at) in enumerate([(grow, self.fault_end // 4),
+                                             (shrink, self.fault_end // 2)]):
+                tx = make_tx(self.committee, "sim", RECONFIG_TX,
+                             {"keys": keys_}, 10_000 + n, T0 + 10**9)  # type: ignore[dict-item]
+                self.pending_txs[tx.tx_id(s)] = tx
+                self._push(at, "client", tx)
+        for node in self.nodes:
+            self._push(0, "start", node)
+        for _ in range(self.faults.crashes):
+            victim = self.rng.randrange(len(self.nodes))
+            self._push(self.rng.randint(0, self.fault_end), "crash", victim)
+        if self.faults.partitions:
+            t = 0
+            while t < self.fault_end:
+                t += self.rng.randint(1000, 8000)
+                self._push(t, "partition", None)
+        self._push(self.fault_end, "heal", None)
+
+    def _add_node(self, index: int, key: PrivateKey, behaviour: str | None) -> None:
+        store = MemoryStore(self.suite)
+        chain = Chain(store, self.genesis, self._registry())
+        skew = self.rng.randint(-self.faults.skew_max_ms, self.faults.skew_max_ms)
+        # A twin shares its sibling's index (and key): to the network they are one node.
+        self.nodes.append(Node(index, key, store, chain, None, behaviour is None, behaviour, skew))
+
+    def _registry(self) -> Registry:
+        return sim_registry(self.committee.public_key().raw, self.config.checkpoint_interval)
+
+    # -- event queue ----------------------------------------------------------------------
+
+    def _push(self, at: int, kind: str, data: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.queue, (at, self.seq, kind, data))
+
+    def _local(self, node: Node) -> int:
+        return T0 + self.now + node.skew_ms
+
+    def _arm_timer(self, node: Node) -> None:
+        if node.replica is None:
+            return
+        deadline = node.replica.next_deadline_ms()
+        if deadline is None:
+            return
+        node.timer_seq += 1
+        at = max(self.now, deadline - T0 - node.skew_ms)
+        self._push(at, "timer", (node, node.timer_seq))
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        liveness: str | None = None
+        while self.queue:
+            at, _, kind, data = heapq.heappop(self.queue)
+            if at > self.deadline:
+                break
+            self.now = at
+            self.events += 1
+            self._handle(kind, data)
+            self._check_safety()
+            if self.now >= self.fault_end and self._all_done():
+                break
+        if not self._all_done():
+            liveness = self._liveness_report()
+        committed = max((n.chain.height for n in self.nodes if n.honest), default=0)
+        views = sum(n.replica.stats["view_changes"] for n in self.nodes if n.replica)
+        return SimResult(self.seed, self.n, committed, self.safety, liveness,
+                         self.trace.hexdigest(), self.events, views, vars(self.faults))
+
+    def _handle(self, kind: str, data: Any) -> None:
+        if kind == "deliver":
+            node, msg = data
+            if node.replica is not None:
+                self._note(f"d {node.index} {kind_of(msg)} {msg.sender[:2].hex()}")
+                self._run_effects(node, node.replica.receive(msg, self._local(node)))
+        elif kind == "timer":
+            node, seq = data
+            if node.replica is not None and seq == node.timer_seq:
+                self._run_effects(node, node.replica.on_timer(self._local(node)))
+                self._byzantine_tick(node)
+        elif kind == "client":
+            self._client(data)
+        elif kind == "start":
+            self._start(data)
+        elif kind == "crash":
+            self._crash(self.nodes[data])
+        elif kind == "partition":
+            self._new_partition()
+        elif kind == "heal":
+            self.partition = None
+            for node in self.nodes:
+                if node.replica is None:
+                    self._start(node)
+
+    def _note(self, text: str) -> None:
+        self.trace.update(f"{self.now} {text}\n".encode())
+
+    def _start(self, node: Node) -> None:
+        if node.replica is not None:
+            return
+        node.chain = Chain(node.store, self.genesis, self._registry())
+        node.replica = self.replica_cls(node.chain, node.key, self.config)
+        self._note(f"start {node.index}")
+        self._run_effects(node, node.replica.start(self._local(node)))
+
+    def _crash(self, node: Node) -> None:
+        if node.replica is None or self.now >= self.fault_end:
+            return
+        node.replica = None
+        self._note(f"crash {node.index}")
+        self._push(self.now + self.rng.randint(500, 6000), "start", node)
+
+    def _new_partition(self) -> None:
+        if self.now >= self.fault_end:
+            return
+        if self.partition is not None or self.rng.random() < 0.3:
+            self.partition = None
+            return
+        ids = list({n.index for n in self.nodes})
+        self.rng.shuffle(ids)
+        cut = self.rng.randint(1, len(ids) - 1)
+        self.partition = (set(ids[:cut]), set(ids[cut:]), self.rng.random() < 0.5)
+
+    def _blocked(self, src: int, dst: int) -> bool:
+        if self.partition is None:
+            return False
+        a, b, symmetric = self.partition
+        return (src in a and dst in b) or (symmetric and src in b and dst in a)
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def _run_effects(self, node: Node, effects: list[Effect]) -> None:
+        if node.behaviour is not None:
+            effects = self._byzantine_filter(node, effects)
+        for i, effect in enumerate(effects):
+            if (self.now < self.fault_end and node.honest and self.faults.crash_mid_effects
+                    and i > 0 and self.rng.random() < self.faults.crash_mid_effects / 10):
+                self._crash(node)
+                return
+            if isinstance(effect, Persist):
+                node.store.put_consensus(effect.changes)
+            elif isinstance(effect, Append):
+                node.chain.append(effect.pending, effect.certificate)
+                self._note(f"append {node.index} {effect.pending.header.height}")
+            elif isinstance(effect, Send):
+                for dst in self._nodes_with_key(effect.to):
+                    self._send(node, dst, effect.message)
+            elif isinstance(effect, Broadcast):
+                assert node.replica is not None
+                keys = set(node.replica.validators.public_keys())
+                for dst in self.nodes:
+                    if dst is not node and (dst.key.public_key().raw in keys
+                                            or dst.index == node.index):
+                        self._send(node, dst, effect.message)
+        self._arm_timer(node)
+
+    def _nodes_with_key(self, key: bytes) -> list[Node]:
+        return [n for n in self.nodes if n.key.public_key().raw == key]
+
+    def _send(self, src: Node, dst: Node, msg: Message) -> None:
+        faulty = self.now < self.fault_end
+        if faulty and (self._blocked(src.index, dst.index) or self.rng.random() < self.faults.loss):
+            return
+        delay = self.rng.randint(1, 10)
+        if faulty:
+            delay += int(self.rng.random() ** 3 * self.faults.delay_max_ms)
+        self._push(self.now + delay, "deliver", (dst, msg))
+        if faulty and self.rng.random() < self.faults.dup:
+            self._push(self.now + delay + self.rng.randint(0, 500), "deliver", (dst, msg))
+        if faulty and self.rng.random() < self.faults.replay and dst.history:
+            old = self.rng.choice(dst.history)
+            self._push(self.now + self.rng.randint(0, 3000), "deliver", (dst, old))
+        dst.history.append(msg)
+        if len(dst.history) > 64:
+            dst.history.pop(self.rng.randrange(len(dst.history)))
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def _client(self, tx: Transaction) -> None:
+        tx_id = tx.tx_id(self.suite)
+        if tx_id not in self.pending_txs:
+            return
+        if any(n.store.get_tx_location(tx_id) is not None for n in self.nodes if n.honest):
+            del self.pending_txs[tx_id]
+            return
+        up = [n for n in self.nodes if n.replica is not None]
+        if self.now >= self.fault_end:
+            up = [n for n in up if n.honest] or up
+        if up:
+            node = self.rng.choice(up)
+            assert node.replica is not None
+            self._run_effects(node, node.replica.submit(tx, self._local(node)))
+        self._push(self.now + self.rng.randint(2000, 4000), "client", tx)
+
+    # -- Byzantine behaviour ---------------------------------------------------------------
+
+    def _byzantine_filter(self, node: Node, effects: list[Effect]) -> list[Effect]:
+        out: list[Effect] = []
+        behaviour = node.behaviour
+        for e in effects:
+            msg = e.message if isinstance(e, (Send, Broadcast)) else None
+            if behaviour == "withhold" and isinstance(msg, (Prepare, Commit)):
+                if self.rng.random() < 0.8:
+                    continue
+            elif behaviour == "wrong_digest" and isinstance(msg, (Prepare, Commit)):
+                out.append(Broadcast(self._wrong_vote(node, msg)))
+                continue
+            elif behaviour == "equivocate" and isinstance(msg, PrePrepare) and isinstance(
+                    e, Broadcast):
+                out += self._equivocate(node, msg)
+                continue
+            out.append(e)
+        return out
+
+    def _wrong_vote(self, node: Node, msg: Prepare | Commit) -> Message:
+        digest = self.rng.randbytes(32)
+        if isinstance(msg, Prepare):
+            return sign(replace(msg, digest=digest), node.key)
+        cert_sig = node.key.sign(COMMIT_PURPOSE, commit_message("sim", msg.height, digest))
+        return sign(replace(msg, digest=digest, cert_sig=cert_sig), node.key)
+
+    def _equivocate(self, node: Node, pp: PrePrepare) -> list[Effect]:
+        """Send a different, valid block to each half of the backups."""
+        replica = node.replica
+        assert replica is not None
+        txs = list(pp.block.txs)
+        self.rng.shuffle(txs)
+        try:
+            alt = node.chain.propose(txs[:-1] or txs, pp.block.header.time + 1, pp.view,
+                                     node.key.public_key().raw, replica._parent())
+        except InputError:
+            return [Broadcast(pp)]
+        alt_pp = sign(replace(pp, block=alt.block), node.key)
+        others = [n for n in self.nodes if n.index != node.index]
+        effects: list[Effect] = []
+        for i, dst in enumerate(others):
+            effects.append(Send(dst.key.public_key().raw, pp if i % 2 else alt_pp))
+        return effects
+
+    def _byzantine_tick(self, node: Node) -> None:
+        replica = node.replica
+        if replica is None or self.rng.random() < 0.5:
+            return
+        if node.behaviour == "inflate_view":
+            vc = replica._my_view_change(replica.view + 1000 + self.rng.randint(0, 10**6))
+            self._run_raw_broadcast(node, vc)
+        elif node.behaviour == "forge":
+            self._forge(node, replica)
+        elif node.behaviour == "replay" and node.history:
+            for _ in range(3):
+                self._run_raw_broadcast(node, self.rng.choice(node.history))
+
+    def _forge(self, node: Node, replica: Replica) -> None:
+        """Messages claiming other senders with signatures we cannot make."""
+        height = replica.executed + 1
+        try:
+            alt = node.chain.propose([], self._local(node), replica.view,
+                                     replica.primary(), replica._parent())
+        except InputError:
+            return
+        digest = alt.header.block_hash(self.suite)
+        junk = self.rng.randbytes(32)
+        msgs: list[Message] = [PrePrepare(replica.view, height, alt.block, replica.primary(), junk)]
+        for k in replica.validators.public_keys():
+            msgs.append(Prepare(replica.view, height, digest, k, junk))
+            msgs.append(Commit(replica.view, height, digest, junk, k, junk))
+        for m in msgs:
+            self._run_raw_broadcast(node, m)
+
+    def _run_raw_broadcast(self, node: Node, msg: Message) -> None:
+        for dst in self.nodes:
+            if dst is not node:
+                self._send(node, dst, msg)
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _check_safety(self) -> None:
+        for node in self.nodes:
+            if not node.honest:
+                continue
+            head = node.store.head_height()
+            if head < node.checked_height:
+                self.safety.append(f"node {node.index}: chain rolled back to {head}")
+            for h in range(node.checked_height + 1, head + 1):
+                header, cert = node.store.get_header(h), node.store.get_certificate(h)
+                assert header is not None and cert is not None
+                block_hash = header.block_hash(self.suite)
+                first = self.canonical.setdefault(h, block_hash)
+                if first != block_hash:
+                    self.safety.append(f"t={self.now} node {node.index}: different block at {h}")
+                try:
+                    vs = node.chain.validators_for(h)
+                    verify_certificate(self.suite, "sim", header, cert, vs)
+                except InputError as exc:
+                    self.safety.append(f"node {node.index}: certificate at {h} invalid: {exc}")
+            node.checked_height = max(node.checked_height, head)
+            r = node.replica
+            if r is not None and r.prepared is not None:
+                pp = r.prepared.pre_prepare
+                key = (pp.view, pp.height)
+                digest = pp.block.header.block_hash(self.suite)
+                if self.prepared_seen.setdefault(key, digest) != digest:
+                    self.safety.append(f"node {node.index}: prepared a different block at "
+                                       f"view {pp.view} height {pp.height}")
+
+    def _all_done(self) -> bool:
+        if self.pending_txs:
+            remaining = {t for t in self.pending_txs
+                         if not all(n.store.get_tx_location(t) is not None
+                                    for n in self.nodes if n.honest)}
+            if remaining:
+                return False
+        heights = {n.chain.height for n in self.nodes if n.honest}
+        return len(heights) == 1
+
+    def _liveness_report(self) -> str:
+        missing = sum(1 for t in self.pending_txs
+                      if not all(n.store.get_tx_location(t) is not None
+                                 for n in self.nodes if n.honest))
+        heights = sorted(n.chain.height for n in self.nodes if n.honest)
+        views = sorted(n.replica.view for n in self.nodes if n.honest and n.replica)
+        return (f"after {self.deadline - self.fault_end} ms without faults: {missing} "
+                f"transactions not committed everywhere; honest heights {heights}, views {views}")
+
+
+def run_seed(seed: int, nodes: int = 4, byzantine: int = 1,
+             replica_cls: type[Replica] = Replica, **kwargs: Any) -> SimResult:
+    return Simulation(seed, nodes, byzantine, replica_cls, **kwargs).run()
+
+
+def replay_command(seed: int, nodes: int, byzantine: int, mutant: str | None = None) -> str:
+    extra = f" --mutant {mutant}" if mutant else ""
+    return f"python -m consensus.sim --seed {seed} --nodes {nodes} --byzantine {byzantine}{extra}"
+
+
