@@ -1,1 +1,80 @@
-"""govledger consensus package."""
+"""govledger consensus: a PBFT replica as a pure state machine, and its simulator.
+
+Theory of operation
+===================
+
+Setting. n validators (the set is on the chain, see ``ledger.chain``); f =
+(n - 1) // 3 may be Byzantine. A *quorum* is ceil((n + f + 1) / 2) — 2f + 1
+when n = 3f + 1 — so any two quorums share an honest validator. The primary
+of view v is validator ``v mod n``. One PBFT sequence number is one block
+height; a "request" is a batch of transactions (the block body).
+
+Message flow (normal case, one block in flight). The primary takes a batch
+from its mempool (transactions are gossiped to every validator on arrival),
+executes it speculatively on top of the last committed block and broadcasts
+PRE-PREPARE(v, n, block): the block header carries the resulting tx, result
+and state roots, so the digest the replicas agree on fixes the outcome of
+execution. A backup accepts it if it is in view v and not changing views,
+the sender is the primary, n is the next height and within the watermarks,
+it has not accepted another digest for (v, n), every transaction signature
+verifies, the block time is after its parent's and within the allowed skew
+of the backup's clock, and re-executing the block gives exactly the header's
+roots; it then persists its vote and broadcasts PREPARE(v, n, d). With the
+pre-prepare and quorum - 1 matching prepares a replica is *prepared*: it
+persists the prepared certificate and broadcasts COMMIT(v, n, d), which also
+carries its signature over (chain_id, n, d). With a quorum of matching
+COMMITs it has *committed*: the block and the quorum's commit signatures
+(its certificate) are appended in one atomic write, transactions are
+answered, and the primary proposes the next height. A backup accepts a
+pre-prepare for height n + 1 only after committing n; this "one block in
+flight" rule keeps the chain of blocks and PBFT's sequence numbers aligned
+through view changes (a prepared block always extends a committed one).
+
+Checkpoints. After every K-th block (genesis ``checkpoint_interval``) each
+validator broadcasts CHECKPOINT(n, state_root, d); a quorum of matching ones
+makes a stable checkpoint, the low watermark h. The high watermark is
+H = h + L. Messages for heights at or below h are dropped and the logs below
+it are discarded; all queues are bounded.
+
+View change. A validator holding a transaction it has not seen executed runs
+a timer, restarted whenever a block commits. When it fires, the validator
+stops accepting normal-case messages and broadcasts VIEW-CHANGE(v + 1):
+its stable checkpoint with proof, the commit certificate of its last
+executed block, and its prepared certificate for the next height, if any
+(prepared, not only committed: forgetting these loses committed blocks).
+A validator joins a higher view early only on the word of f + 1 others —
+one replica announcing a huge view number moves nobody. Once a quorum asks
+for the same view the view-change timer runs; if no NEW-VIEW arrives in time
+the validator asks for the next view and doubles the timeout. The new
+primary, with a quorum of VIEW-CHANGEs, sends NEW-VIEW carrying them and the
+block it must re-propose: a pure function of those messages
+(:func:`consensus.newview.select`) that every backup recomputes.
+
+State transfer. A replica that learns from f + 1 others (statuses,
+checkpoints, commits) or from a valid NEW-VIEW that blocks exist beyond its
+head fetches them with their commit certificates, verifies each certificate
+against the validator set of that height, re-executes the block and checks
+its roots before appending it. A peer's claimed height alone is never
+trusted.
+
+Reconfiguration. A committed validator-set change takes effect at the first
+height after the next checkpoint (``ledger.chain.effective_height``); every
+replica switches when it executes the block before it. Each message and
+certificate is judged against the set of its own height.
+
+What is persisted, when, and why (``Persist`` effects, synced before the
+messages that depend on them leave): the current view and view-change
+target, before a VIEW-CHANGE; the vote (view, height, digest, phase),
+before a PREPARE or COMMIT — after a restart a replica never votes for a
+different digest at the same view and height; the prepared certificate,
+before the COMMIT — so a VIEW-CHANGE after a restart still carries it; the
+primary's own pre-prepare, before sending it — so a restarted primary
+re-offers the same block, never another; and the last NEW-VIEW, to show
+replicas that missed it. Blocks are appended, atomically with their state
+changes, before any client is told they committed.
+"""
+
+from consensus.effects import Append, Broadcast, Effect, Persist, Send
+from consensus.replica import Replica, ReplicaConfig
+
+__all__ = ["Append", "Broadcast", "Effect", "Persist", "Replica", "ReplicaConfig", "Send"]

@@ -278,11 +278,9 @@ class Replica:
         return True
 
     def _set_for(self, height: int) -> ValidatorSet:
+        """The set voting on block ``height``; for heights beyond our head, our current set."""
         if height <= self.executed + 1:
-            try:
-                return self.chain.validators_for(height, self._parent())
-            except InputError:
-                pass
+            return self.chain.validators_for(height, self.tip)
         return self.validators
 
     # -- public interface -------------------------------------------------------------------

@@ -116,8 +116,8 @@ class Faults:
             replay=rng.choice([0.0, rng.uniform(0, 0.5)]),
             delay_max_ms=rng.choice([5, 50, 300, 1500]),
             partitions=rng.random() < 0.5,
-            crashes=rng.randint(0, 3),
-            crash_mid_effects=rng.choice([0.0, 0.2]),
+            crashes=rng.choice([0, 1, 3, 8]),
+            crash_mid_effects=rng.choice([0.0, 0.2, 0.5]),
             skew_max_ms=rng.choice([0, 200, 2000]),
             reconfig=nodes == 4 and rng.random() < 0.3,
             byzantine={i: rng.choice(BEHAVIOURS) for i in byz},
@@ -276,9 +276,11 @@ class Simulation:
             self.events += 1
             self._handle(kind, data)
             self._check_safety()
+            if self.safety:
+                break  # the first violation is the interesting one
             if self.now >= self.fault_end and self._all_done():
                 break
-        if not self._all_done():
+        if not self.safety and not self._all_done():
             liveness = self._liveness_report()
         committed = max((n.chain.height for n in self.nodes if n.honest), default=0)
         views = sum(n.replica.stats["view_changes"] for n in self.nodes if n.replica)
@@ -418,8 +420,11 @@ class Simulation:
         for e in effects:
             msg = e.message if isinstance(e, (Send, Broadcast)) else None
             if behaviour == "withhold" and isinstance(msg, (Prepare, Commit)):
-                if self.rng.random() < 0.8:
-                    continue
+                # Votes reach only a random subset of the others (maybe none).
+                for dst in self.nodes:
+                    if dst.index != node.index and self.rng.random() < 0.4:
+                        out.append(Send(dst.key.public_key().raw, msg))
+                continue
             elif behaviour == "wrong_digest" and isinstance(msg, (Prepare, Commit)):
                 out.append(Broadcast(self._wrong_vote(node, msg)))
                 continue
@@ -551,3 +556,11 @@ def replay_command(seed: int, nodes: int, byzantine: int, mutant: str | None = N
     return f"python -m consensus.sim --seed {seed} --nodes {nodes} --byzantine {byzantine}{extra}"
 
 
+
+
+if __name__ == "__main__":
+    import sys
+
+    from consensus.simcli import main
+
+    sys.exit(main())

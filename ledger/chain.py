@@ -234,7 +234,12 @@ class Chain:
         return self.tree().get(header.state_root, key)
 
     def validators_for(self, height: int, parent: Pending | None = None) -> ValidatorSet:
-        """The validator set that certifies block ``height`` (see the module docstring)."""
+        """The validator set that certifies block ``height`` (see the module docstring).
+
+        ``parent`` may be a chain of pending blocks; the one at ``height - 1`` is used.
+        """
+        while parent is not None and parent.header.height > height - 1:
+            parent = parent.parent
         if parent is not None and parent.header.height == height - 1:
             return validators_from_state(self._layered_get(parent), height)
         if height - 1 == self.store.head_height():

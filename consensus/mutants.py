@@ -1,0 +1,60 @@
+"""Planted bugs: evidence that the simulator's checks have teeth.
+
+Each mutant is the real replica with one classic PBFT mistake, made by
+overriding one small seam. ``python -m consensus.sim --mutants`` runs each
+through seeds until the simulator reports a safety or liveness violation,
+and fails if any mutant survives its seed budget.
+"""
+
+from __future__ import annotations
+
+from consensus.effects import Effect
+from consensus.messages import Commit, Message, PreparedCert
+from consensus.replica import Replica
+
+
+class CommitQuorumMinusOne(Replica):
+    """Commits with 2f COMMITs instead of 2f+1."""
+
+    def commit_quorum(self) -> int:
+        return self.validators.quorum - 1
+
+
+class DropPreparedCertificates(Replica):
+    """VIEW-CHANGE forgets prepared (not yet committed) certificates."""
+
+    def prepared_for_view_change(self) -> PreparedCert | None:
+        return None
+
+
+class SkipSignatureCheck(Replica):
+    """Believes every message and commit vote without checking signatures."""
+
+    def verify(self, msg: Message) -> bool:
+        return True
+
+    def verify_cert_sig(self, c: Commit) -> bool:
+        return True
+
+
+class WatermarkOffByOne(Replica):
+    """Treats the height just above the stable checkpoint as below the low watermark."""
+
+    def in_watermarks(self, height: int) -> bool:
+        return self.stable + 1 < height <= self.stable + self.config.watermark_window
+
+
+class NoPersistBeforeSend(Replica):
+    """Sends votes without persisting them first, so a restart forgets them."""
+
+    def persist(self, changes: dict[bytes, bytes | None]) -> list[Effect]:
+        return []
+
+
+MUTANTS: dict[str, type[Replica]] = {
+    "commit_quorum_2f": CommitQuorumMinusOne,
+    "drop_prepared_certs": DropPreparedCertificates,
+    "skip_signature_check": SkipSignatureCheck,
+    "watermark_off_by_one": WatermarkOffByOne,
+    "no_persist_before_send": NoPersistBeforeSend,
+}
