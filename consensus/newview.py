@@ -26,6 +26,7 @@ from ledger.block import (
     ValidatorSet,
     commit_message,
 )
+from ledger.codec import encode
 
 Verify = Callable[[bytes, str, bytes, bytes], bool]  # (public key, purpose, message, signature)
 
@@ -47,17 +48,20 @@ def select(view_changes: Iterable[ViewChange], digest_of: Callable[[Block], byte
     assert vcs, "select needs at least one VIEW-CHANGE"
     min_stable = max(vc.stable_height for vc in vcs)
     committed = max(executed_height(vc) for vc in vcs)
-    best: tuple[int, bytes, PrePrepare] | None = None
+    best: tuple[int, bytes, bytes, PrePrepare] | None = None
     for vc in vcs:
         p = vc.prepared
         if p is None or p.pre_prepare.height != committed + 1:
             continue
-        candidate = (p.pre_prepare.view, digest_of(p.pre_prepare.block), p.pre_prepare)
-        if best is None or candidate[:2] > best[:2]:
+        # Highest view wins; the digest and then the whole encoded pre-prepare break ties,
+        # so the result never depends on the order the VIEW-CHANGEs arrived in.
+        pp = p.pre_prepare
+        candidate = (pp.view, digest_of(pp.block), encode(pp), pp)
+        if best is None or candidate[:3] > best[:3]:
             best = candidate
     if best is None:
         return Selection(min_stable, committed, None, None)
-    return Selection(min_stable, committed, best[2], best[1])
+    return Selection(min_stable, committed, best[3], best[1])
 
 
 def check_prepared_cert(
@@ -66,13 +70,21 @@ def check_prepared_cert(
     verify: Verify,
     digest_of: Callable[[Block], bytes],
     before_view: int,
+    body_ok: Callable[[Block], bool],
 ) -> str | None:
-    """Why ``cert`` is not a valid prepared certificate (None if it is)."""
+    """Why ``cert`` is not a valid prepared certificate (None if it is).
+
+    ``body_ok`` checks the transactions against the header's ``tx_root``: the
+    votes cover the header only, so a Byzantine ex-primary could otherwise
+    pair a prepared header with other transactions.
+    """
     pp = cert.pre_prepare
     if pp.view >= before_view:
         return "prepared certificate is not from an earlier view"
     if pp.block.header.height != pp.height:
         return "prepared block height differs from its pre-prepare"
+    if not body_ok(pp.block):
+        return "prepared block's transactions do not match its tx_root"
     primary = validators.validators[pp.view % validators.size].public_key
     if pp.sender != primary or not verify(pp.sender, PURPOSE, signing_bytes(pp), pp.sig):
         return "prepared certificate's pre-prepare is not signed by that view's primary"
@@ -116,6 +128,7 @@ def check_view_change(
     set_for: Callable[[int], ValidatorSet],
     verify: Verify,
     digest_of: Callable[[Block], bytes],
+    body_ok: Callable[[Block], bool],
 ) -> str | None:
     """Why ``vc`` is invalid (None if valid). The message signature is checked by the caller.
 
@@ -149,7 +162,7 @@ def check_view_change(
         if vc.prepared.pre_prepare.height != executed_height(vc) + 1:
             return "prepared certificate is not for the height after the last committed one"
         why = check_prepared_cert(vc.prepared, set_for(vc.prepared.pre_prepare.height), verify,
-                                  digest_of, vc.new_view)
+                                  digest_of, vc.new_view, body_ok)
         if why:
             return why
     return None

@@ -58,6 +58,7 @@ from ledger.block import (
     CommitSignature,
     ValidatorSet,
     commit_message,
+    tx_root,
     verify_certificate,
 )
 from ledger.chain import Chain, Pending
@@ -243,6 +244,9 @@ class Replica:
     def digest_of(self, block: Block) -> bytes:
         return block.header.block_hash(self.suite)
 
+    def body_ok(self, block: Block) -> bool:
+        return tx_root(self.suite, block.txs) == block.header.tx_root
+
     def _sign(self, msg: Message) -> Message:
         return sign(msg, self.key)
 
@@ -266,15 +270,26 @@ class Replica:
                   type(msg).__name__, msg.sender[-4:].hex(), why)
         return []
 
+    def _verified_key(self, tx: Transaction) -> bytes:
+        # The id covers the body only: key the cache on the signature too, so a copy of a
+        # verified transaction carrying a forged signature is never taken as verified.
+        return tx.tx_id(self.suite) + tx.sig
+
+    def is_verified(self, tx: Transaction) -> bool:
+        return self._verified_key(tx) in self.tx_verified
+
+    def note_verified(self, tx: Transaction) -> None:
+        """The driver checked this transaction's signature already (e.g. in a worker process)."""
+        self.tx_verified[self._verified_key(tx)] = None
+        if len(self.tx_verified) > 4 * self.config.mempool_max:
+            self.tx_verified.popitem(last=False)
+
     def tx_signature_ok(self, tx: Transaction) -> bool:
-        tx_id = tx.tx_id(self.suite)
-        if tx_id in self.tx_verified:
+        if self.is_verified(tx):
             return True
         if tx.chain_id != self.chain_id or not tx.signature_ok(self.suite):
             return False
-        self.tx_verified[tx_id] = None
-        if len(self.tx_verified) > 4 * self.config.mempool_max:
-            self.tx_verified.popitem(last=False)
+        self.note_verified(tx)
         return True
 
     def _set_for(self, height: int) -> ValidatorSet:
@@ -478,8 +493,9 @@ class Replica:
                             self.view, pp.height)
             return []
         if pp.height > self.executed + 1:
+            # Held until its parent is executed. One primary's word is not proof that we are
+            # behind: f+1 statuses, checkpoints or commits are (see _update_catchup_from).
             slot.waiting = pp
-            self.catchup_target = max(self.catchup_target, pp.height - 1)
             return []
         return self._accept_pre_prepare(pp, now_ms, fresh=True)
 
@@ -652,16 +668,26 @@ class Replica:
     def _on_checkpoint(self, cp: Checkpoint, now_ms: int) -> list[Effect]:
         if cp.height <= self.stable or cp.height % self.config.checkpoint_interval != 0:
             return self._drop(cp, "at or below the stable checkpoint, or not a checkpoint height")
+        if self.validators.index_of(cp.sender) is None and (
+                cp.height > self.executed + 1
+                or self._set_for(cp.height).index_of(cp.sender) is None):
+            return self._drop(cp, "not from a validator of that height")
         by_height = self.checkpoints.setdefault(cp.height, {})
         by_height.setdefault(cp.sender, cp)
-        # Bound memory: keep the highest few checkpoint heights only.
-        while len(self.checkpoints) > 8:
-            del self.checkpoints[min(self.checkpoints)]
+        # Bound memory per sender (its two highest checkpoints), so one replica sending many
+        # far-future checkpoints cannot evict the genuine ones of the others.
+        mine = sorted((h for h, msgs in self.checkpoints.items() if cp.sender in msgs),
+                      reverse=True)
+        for h in mine[2:]:
+            del self.checkpoints[h][cp.sender]
+            if not self.checkpoints[h]:
+                del self.checkpoints[h]
         if cp.height > self.executed:
             heights: dict[bytes, int] = {}
             for h, msgs in self.checkpoints.items():
                 for sender in msgs:
-                    heights[sender] = max(heights.get(sender, 0), h)
+                    if self.validators.index_of(sender) is not None:
+                        heights[sender] = max(heights.get(sender, 0), h)
             self._update_catchup_from(heights)
         return self._check_stable(cp.height)
 
@@ -738,7 +764,8 @@ class Replica:
             if nv is not None and nv.view == self.view and vc.new_view <= self.view:
                 return [Send(vc.sender, nv)]
             return self._drop(vc, "for an old view")
-        why = check_view_change(vc, self.chain_id, self._set_for, self.suite.verify, self.digest_of)
+        why = check_view_change(vc, self.chain_id, self._set_for, self.suite.verify, self.digest_of,
+                                self.body_ok)
         if why:
             return self._drop(vc, why)
         held = self.view_changes.get(vc.sender)
@@ -791,7 +818,7 @@ class Replica:
             if not self.verify(vc):
                 return self._drop(nv, "carries a VIEW-CHANGE with a bad signature")
             why = check_view_change(vc, self.chain_id, self._set_for, self.suite.verify,
-                                    self.digest_of)
+                                    self.digest_of, self.body_ok)
             if why:
                 return self._drop(nv, f"carries an invalid VIEW-CHANGE: {why}")
             senders.add(vc.sender)
