@@ -61,7 +61,7 @@ class Genesis:
     config: dict[str, Value] = field(default_factory=dict)
 
     def validate(self) -> None:
-        if not CHAIN_ID_RE.match(self.chain_id):
+        if not CHAIN_ID_RE.fullmatch(self.chain_id):
             raise DecodeError(f"genesis.chain_id {self.chain_id!r} is not a valid chain id")
         if self.suite not in SUITES:
             raise DecodeError(f"genesis.suite {self.suite!r} is not one of {', '.join(SUITES)}")

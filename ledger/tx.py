@@ -48,9 +48,9 @@ class Transaction:
 
     def validate(self) -> None:
         """Shape checks that need no state (called by the codec on decode)."""
-        if not CHAIN_ID_RE.match(self.chain_id):
+        if not CHAIN_ID_RE.fullmatch(self.chain_id):
             raise DecodeError(f"tx.chain_id {self.chain_id!r} is not a valid chain id")
-        if not TYPE_RE.match(self.type) or len(self.type) > 64:
+        if not TYPE_RE.fullmatch(self.type) or len(self.type) > 64:
             raise DecodeError(
                 f"tx.type {self.type!r} must look like 'app.action' (lowercase, dotted)"
             )
