@@ -1,28 +1,643 @@
 #!/usr/bin/env python3
-"""govledger node: operator commands (init, run, up, demo).
+"""govledger node: ``python node.py init | run | up | demo``.
 
-Until the node runtime lands, ``demo`` runs the ledger-layer demo: sign a
-document digest, anchor it in a block, and prove its inclusion and state.
+Theory of operation
+-------------------
+One process runs one validator node. :class:`Node` composes it: the genesis
+file and the node's key, the LevelDB store, the chain with the applications'
+transaction handlers, the PBFT replica, the encrypted peer transport, the
+admission pipeline and the HTTP API, all on one asyncio event loop.
+
+The replica is pure (``consensus.replica``); this module is the thin driver
+around it (STYLE.md §2). One task owns the replica and reads a bounded queue
+of inputs — peer messages, admitted transactions and timer ticks; with a
+single writer there are no locks. After each call it carries out the
+returned effects in order: ``Persist`` is a synced LevelDB write of the
+replica's votes, done before any later message leaves; ``Append`` is the
+block's single atomic synced write, after which waiting clients are
+answered; ``Send``/``Broadcast`` hand canonical bytes to the transport. Then
+it re-arms one timer at the replica's next deadline.
+
+HTTP handlers only decode, check, enqueue and reply. Signature checks —
+for submitted and for gossiped transactions — run in a worker process in
+small batches so the event loop stays responsive. SIGTERM or Ctrl-C stops
+accepting work, lets the replica finish the input in hand, stops the
+transport and closes the store.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from consensus.effects import Append, Broadcast, Effect, Persist, Send
+from consensus.messages import (
+    Message,
+    PrePrepare,
+    TxGossip,
+    decode_message,
+    encode_message,
+)
+from consensus.replica import Replica, ReplicaConfig
+from consensus.transport import PeerTransport
+from ledger import api, evidence
+from ledger.admission import Admission, Limits, Rejection, verify_batch
+from ledger.chain import Chain
+from ledger.crypto import load_private_key_file, sm2_backend_name
+from ledger.errors import CorruptionError, DecodeError, GovledgerError
+from ledger.execution import Registry
+from ledger.genesis import Genesis, load_genesis
+from ledger.network import NodeConfig, init_network, load_node_config
+from ledger.store import LevelDBStore
+from ledger.tx import Transaction
+
+log = logging.getLogger("govledger.node")
+ROOT = Path(__file__).resolve().parent
+INBOX_MAX = 50_000
+WAIT_COMMIT_S = 30.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def build_registry() -> Registry:
+    """Every application's transaction handlers (the same on every node)."""
+    registry = Registry()
+    evidence.register(registry)
+    return registry
+
+
+class BatchVerifier:
+    """Transaction signature checks in small batches, in a worker process when there is one."""
+
+    def __init__(self, suite_name: str, pool: Executor | None, batch_max: int = 256,
+                 linger_s: float = 0.002) -> None:
+        self.suite_name, self.pool = suite_name, pool
+        self.batch_max, self.linger_s = batch_max, linger_s
+        self._items: list[tuple[bytes, bytes, bytes]] = []
+        self._futures: list[asyncio.Future[bool]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def verify(self, tx: Transaction) -> asyncio.Future[bool]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._items.append((tx.sender, tx.body_bytes(), tx.sig))
+        self._futures.append(fut)
+        if len(self._items) >= self.batch_max:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self.linger_s, self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        items, futures = self._items, self._futures
+        self._items, self._futures = [], []
+        if not items:
+            return
+        loop = asyncio.get_running_loop()
+        if self.pool is None:
+            self._resolve(futures, verify_batch(self.suite_name, items))
+            return
+        task = loop.run_in_executor(self.pool, verify_batch, self.suite_name, items)
+        task.add_done_callback(lambda t: self._resolve(futures, t.result()
+                                                       if not t.exception() else None))
+
+    @staticmethod
+    def _resolve(futures: list[asyncio.Future[bool]], results: list[bool] | None) -> None:
+        for i, fut in enumerate(futures):
+            if not fut.done():
+                fut.set_result(bool(results[i]) if results is not None else False)
+
+
+class Node:
+    """One running validator node (see the module docstring)."""
+
+    def __init__(self, config: NodeConfig, verify_workers: int = 1) -> None:
+        self.config = config
+        self.name = config.name
+        self.genesis: Genesis = load_genesis(config.genesis)
+        self.suite = self.genesis.crypto
+        self.key = load_private_key_file(config.key, self.genesis.suite)
+        self.me = self.key.public_key().raw
+        self.store = LevelDBStore(str(config.data_dir / "ledger"), self.suite)
+        try:
+            self.registry = build_registry()
+            self.chain = Chain(self.store, self.genesis, self.registry)
+            self.replica = Replica(self.chain, self.key, ReplicaConfig.from_genesis(
+                self.genesis, mempool_max=config.mempool_max))
+        except BaseException:
+            self.store.close()
+            raise
+        self.limits = Limits(tx_bytes_max=config.tx_bytes_max,
+                             valid_window_ms=int(self.genesis.config_value("tx_valid_window_ms")
+                                                 or Limits.valid_window_ms),
+                             sender_rate_per_s=config.sender_rate_per_s,
+                             sender_burst=config.sender_burst)
+        self.admission = Admission(self.genesis.chain_id, self.registry, self.limits)
+        self.verify_workers = verify_workers
+        self.pool: Executor | None = None
+        self.verifier = BatchVerifier(self.genesis.suite, None)
+        self.transport = PeerTransport(self.suite, self.key, self.genesis.chain_id,
+                                       self._peer_addresses(), self._on_peer_message)
+        self.inbox: asyncio.Queue[tuple[str, Any]] | None = None
+        self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.submitted_at: OrderedDict[bytes, float] = OrderedDict()
+        self.openapi_paths: dict[str, Any] = dict(api.LEDGER_OPENAPI)
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._setup_metrics()
+
+    # -- metrics ------------------------------------------------------------------------
+
+    def _setup_metrics(self) -> None:
+        r = self.metrics_registry = CollectorRegistry()
+        self.m_height = Gauge("govledger_height", "Height of the last appended block", registry=r)
+        self.m_view = Gauge("govledger_view", "Current PBFT view", registry=r)
+        self.m_mempool = Gauge("govledger_mempool", "Transactions waiting to be ordered",
+                               registry=r)
+        self.m_peers = Gauge("govledger_peers", "Connected validator peers", registry=r)
+        self.m_view_changes = Gauge("govledger_view_changes", "View changes started",
+                                    registry=r)
+        self.m_latency = Histogram(
+            "govledger_commit_latency_seconds", "Submit to commit, for transactions admitted here",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.m_rejected = Counter("govledger_rejected_requests", "Requests refused, by reason",
+                                  ["reason"], registry=r)
+        self.m_txs = Counter("govledger_committed_transactions", "Transactions in appended blocks",
+                             registry=r)
+        self.m_dropped = Counter("govledger_dropped_peer_messages",
+                                 "Peer messages dropped before consensus", ["reason"], registry=r)
+
+    def count_rejection(self, code: str) -> None:
+        self.m_rejected.labels(reason=code).inc()
+
+    def _refresh_gauges(self) -> None:
+        self.m_height.set(self.chain.height)
+        self.m_view.set(self.replica.view)
+        self.m_mempool.set(len(self.replica.mempool))
+        self.m_peers.set(len(self.transport.connected()))
+        self.m_view_changes.set(self.replica.stats["view_changes"])
+
+    # -- API surface used by ledger.api --------------------------------------------------------
+
+    def parse_limits(self) -> Limits:
+        return self.limits
+
+    def is_pending(self, tx_id: bytes) -> bool:
+        return tx_id in self.replica.mempool
+
+    def status(self) -> dict[str, Any]:
+        self._refresh_gauges()
+        r = self.replica
+        names = {v.public_key: v.name for v in r.validators.validators}
+        head = self.chain.head()
+        return {
+            "node": self.name, "chain_id": self.genesis.chain_id, "suite": self.genesis.suite,
+            "sm2_backend": sm2_backend_name() if self.genesis.suite == "sm" else None,
+            "height": self.chain.height, "head_hash": head.block_hash(self.suite),
+            "head_time": head.time, "view": r.view, "in_view_change": r.vc_target is not None,
+            "primary": names.get(r.primary(), r.primary().hex()),
+            "is_validator": r.is_validator,
+            "validators": [v.name for v in r.validators.validators],
+            "peers": len(self.transport.connected()),
+            "peers_connected": sorted(names.get(k, k.hex()[:16]) for k in
+                                      self.transport.connected()),
+            "mempool": len(r.mempool), "stable_checkpoint": r.stable,
+            "view_changes": r.stats["view_changes"], "time": now_ms(),
+        }
+
+    async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]:
+        if self._stopping or self.inbox is None:
+            raise Rejection(503, "unavailable", "the node is shutting down")
+        tx_id = tx.tx_id(self.suite)
+        self.admission.check(
+            tx, tx_id, now_ms(), self.chain.state_get,
+            executed=lambda i: self.store.get_tx_location(i) is not None,
+            pending=lambda i: i in self.replica.mempool or i in self.submitted_at)
+        if not await self.verifier.verify(tx):
+            raise Rejection(401, "bad_signature",
+                            "the signature does not verify for the sender key")
+        future: asyncio.Future[dict[str, Any]] | None = None
+        if wait:
+            future = asyncio.get_running_loop().create_future()
+            self.waiters.setdefault(tx_id, []).append(future)
+        self.submitted_at[tx_id] = time.monotonic()
+        while len(self.submitted_at) > 4 * self.config.mempool_max:
+            self.submitted_at.popitem(last=False)
+        try:
+            self.inbox.put_nowait(("submit", tx))
+        except asyncio.QueueFull:
+            self.submitted_at.pop(tx_id, None)
+            raise Rejection(503, "busy", "the node is overloaded; retry shortly") from None
+        if future is None:
+            return {"tx_id": tx_id, "status": "pending"}
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), WAIT_COMMIT_S)
+        except TimeoutError:
+            return {"tx_id": tx_id, "status": "pending",
+                    "detail": f"not committed within {WAIT_COMMIT_S:.0f} s; poll "
+                              f"GET /v1/tx/{tx_id.hex()}"}
+
+    # -- peers -----------------------------------------------------------------------------------
+
+    def _peer_addresses(self) -> dict[bytes, str]:
+        return {v.public_key: v.address for v in self.replica.validators.validators
+                if v.public_key != self.me}
+
+    def _on_peer_message(self, peer: bytes, payload: bytes) -> None:
+        try:
+            msg = decode_message(payload)
+        except DecodeError as exc:
+            self.m_dropped.labels(reason="undecodable").inc()
+            log.warning("dropping an undecodable message from peer %s: %s", peer.hex()[:16], exc)
+            return
+        txs = msg.txs if isinstance(msg, TxGossip) else (
+            msg.block.txs if isinstance(msg, PrePrepare) else [])
+        unseen = [t for t in txs if not self.replica.is_verified(t)]
+        if unseen:
+            asyncio.get_running_loop().create_task(self._verify_then_enqueue(msg, unseen))
+        else:
+            self._enqueue("msg", msg)
+
+    async def _verify_then_enqueue(self, msg: Message, txs: list[Transaction]) -> None:
+        results = await asyncio.gather(*(self.verifier.verify(t) for t in txs))
+        for tx, ok in zip(txs, results, strict=True):
+            if ok:
+                self.replica.note_verified(tx)
+        self._enqueue("msg", msg)
+
+    def _enqueue(self, kind: str, data: Any) -> None:
+        if self.inbox is None or self._stopping:
+            return
+        try:
+            self.inbox.put_nowait((kind, data))
+        except asyncio.QueueFull:
+            self.m_dropped.labels(reason="inbox_full").inc()
+
+    # -- the consensus task ------------------------------------------------------------------
+
+    async def _consensus_loop(self) -> None:
+        assert self.inbox is not None
+        self._apply(self.replica.start(now_ms()))
+        while True:
+            kind, data = await self.inbox.get()
+            if kind == "stop":
+                return
+            now = now_ms()
+            try:
+                if kind == "msg":
+                    effects = self.replica.receive(data, now)
+                elif kind == "submit":
+                    effects = self.replica.submit(data, now)
+                else:
+                    effects = self.replica.on_timer(now)
+                self._apply(effects)
+            except CorruptionError:
+                log.critical("storage is corrupted; stopping the node", exc_info=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Persist):
+                self.store.put_consensus(effect.changes)
+            elif isinstance(effect, Append):
+                self._append(effect)
+            elif isinstance(effect, Send):
+                self.transport.send(effect.to, encode_message(effect.message))
+            elif isinstance(effect, Broadcast):
+                self.transport.broadcast(encode_message(effect.message))
+        self._arm_timer()
+
+    def _append(self, effect: Append) -> None:
+        before = self.replica.validators.public_keys()
+        self.chain.append(effect.pending, effect.certificate)
+        block = effect.pending.block
+        height = block.header.height
+        results = effect.pending.execution.results
+        self.m_txs.inc(len(block.txs))
+        log.debug("appended block %d with %d transactions", height, len(block.txs))
+        for index, result in enumerate(results):
+            tx_id = result.tx_id
+            started = self.submitted_at.pop(tx_id, None)
+            if started is not None:
+                self.m_latency.observe(time.monotonic() - started)
+            for fut in self.waiters.pop(tx_id, []):
+                if not fut.done():
+                    fut.set_result({"tx_id": tx_id, "status": "committed", "height": height,
+                                    "index": index, "result": result})
+        if self.replica.validators.public_keys() != before:
+            self.transport.set_peers(self._peer_addresses())
+
+    def _arm_timer(self) -> None:
+        deadline = self.replica.next_deadline_ms()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is None:
+            return
+        delay = max(0.0, (deadline - now_ms()) / 1000.0)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._enqueue, "timer", None)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[api.error_middleware],
+                              client_max_size=self.config.tx_bytes_max * 3 + 4096)
+        app[api.NODE_KEY] = self
+        api.add_routes(app)
+        self.transport.add_routes(app)
+        web_root = ROOT / "web"
+        if (web_root / "index.html").exists():
+            app.router.add_get("/", lambda _: web.FileResponse(web_root / "index.html"))
+            app.router.add_static("/static/", web_root, show_index=False)
+        app.cleanup_ctx.append(self._lifecycle)
+        return app
+
+    async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        if self.verify_workers > 0:
+            self.pool = ProcessPoolExecutor(self.verify_workers,
+                                            mp_context=multiprocessing.get_context("spawn"))
+        self.verifier = BatchVerifier(self.genesis.suite, self.pool)
+        if self.pool is not None:  # start the worker now, not on the first transaction
+            await asyncio.get_running_loop().run_in_executor(
+                self.pool, verify_batch, self.genesis.suite, [])
+        self.inbox = asyncio.Queue(maxsize=INBOX_MAX)
+        self._task = asyncio.get_running_loop().create_task(self._consensus_loop())
+        await self.transport.start()
+        log.info("node %s serving on http://%s:%d (chain %s, height %d, view %d)", self.name,
+                 self.config.host, self.config.port, self.genesis.chain_id, self.chain.height,
+                 self.replica.view)
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("node %s stopping", self.name)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.inbox is not None and self._task is not None:
+            # Drain: the replica finishes what it has in hand, then stops.
+            while not self.inbox.empty():
+                self.inbox.get_nowait()
+            self.inbox.put_nowait(("stop", None))
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        await self.transport.stop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        for futures in self.waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+        self.store.close()
+        log.info("node %s stopped cleanly", self.name)
+
+
+# -- logging ----------------------------------------------------------------------------------
+
+
+class _NodeContext(logging.Filter):
+    """Adds node, view and height to every log line (one line per event)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.node: Node | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        n = self.node
+        record.node = n.name if n else "-"
+        record.view = n.replica.view if n else "-"
+        record.height = n.chain.height if n else "-"
+        return True
+
+
+def setup_logging(level: str) -> _NodeContext:
+    context = _NodeContext()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(context)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s node=%(node)s view=%(view)s height=%(height)s "
+        "%(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return context
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    layout = init_network(Path(args.dir), args.nodes, suite=args.suite, base_port=args.base_port,
+                          with_sample_orgs=args.with_sample_orgs, force=args.force,
+                          chain_id=args.chain_id, time_ms=now_ms())
+    print(f"initialised {args.nodes}-node network {layout.genesis.chain_id!r} "
+          f"(suite {args.suite}) in {layout.directory}")
+    for path in layout.node_configs:
+        print(f"  python node.py run --config {path}")
+    if layout.orgs:
+        print(f"  sample organisations and their keys: {layout.directory / 'keys' / 'README.md'}")
+    print(f"or start them all: python node.py up --dir {layout.directory}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_node_config(Path(args.config))
+    context = setup_logging(args.log_level or config.log_level)
+    node = Node(config, verify_workers=args.verify_workers)
+    context.node = node
+    web.run_app(node.build_app(), host=config.host, port=config.port, print=None,
+                handle_signals=True, shutdown_timeout=5, access_log=None)
+    return 0
+
+
+def node_configs(directory: Path) -> list[Path]:
+    configs = sorted(directory.glob("node*/node.toml"),
+                     key=lambda p: int("".join(c for c in p.parent.name if c.isdigit()) or 0))
+    if not configs:
+        raise GovledgerError(f"no node*/node.toml under {directory}; run "
+                             f"`python node.py init --dir {directory}` first")
+    return configs
+
+
+class Cluster:
+    """Child node processes of a local network, their logs forwarded with a node prefix."""
+
+    def __init__(self, directory: Path, log_level: str | None = None) -> None:
+        self.configs = node_configs(directory)
+        self.procs: list[subprocess.Popen[str]] = []
+        self.log_level = log_level
+
+    def start(self) -> None:
+        for config in self.configs:
+            cmd = [sys.executable, str(ROOT / "node.py"), "run", "--config", str(config)]
+            if self.log_level:
+                cmd += ["--log-level", self.log_level]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, bufsize=1, cwd=ROOT)
+            self.procs.append(proc)
+            threading.Thread(target=self._forward, args=(config.parent.name, proc),
+                             daemon=True).start()
+
+    @staticmethod
+    def _forward(name: str, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(f"[{name}] {line}")
+            sys.stdout.flush()
+
+    def urls(self) -> list[str]:
+        return [f"http://{c.host}:{c.port}" for c in map(load_node_config, self.configs)]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def wait_ready(self, timeout_s: float = 60) -> bool:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        pending = set(self.urls())
+        while pending and time.monotonic() < deadline:
+            for url in list(pending):
+                try:
+                    with urllib.request.urlopen(url + "/v1/status", timeout=2) as resp:
+                        if resp.status == 200:
+                            pending.discard(url)
+                except OSError:
+                    pass
+            if any(p.poll() is not None for p in self.procs):
+                return False
+            time.sleep(0.2)
+        return not pending
+
+
+def _wait_for_interrupt(cluster: Cluster) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        if all(p.poll() is not None for p in cluster.procs):
+            print("all nodes have exited")
+            return
+        stop.wait(0.5)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cluster = Cluster(Path(args.dir), args.log_level)
+    cluster.start()
+    try:
+        ready = cluster.wait_ready()
+        print(("nodes are up: " if ready else "nodes started (not all answering yet): ")
+              + "  ".join(cluster.urls()), flush=True)
+        print("press Ctrl-C to stop them all", flush=True)
+        _wait_for_interrupt(cluster)
+    finally:
+        cluster.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ledger.samples import load_samples
+
+    directory = Path(args.dir)
+    if not (directory / "genesis.json").exists():
+        init_network(directory, 4, base_port=args.base_port, with_sample_orgs=True,
+                     chain_id="govledger-demo", time_ms=now_ms())
+        print(f"created a 4-node demo network in {directory}")
+    cluster = Cluster(directory, args.log_level or "WARNING")
+    cluster.start()
+    try:
+        if not cluster.wait_ready():
+            print("the demo network did not come up; see the node logs above", file=sys.stderr)
+            return 1
+        urls = cluster.urls()
+        marker = directory / ".samples-loaded"
+        if not marker.exists():
+            summary = load_samples(directory, urls)
+            marker.write_text(summary + "\n", encoding="utf-8")
+            print(summary)
+        else:
+            print(f"sample data was loaded before ({marker.read_text().strip()})")
+        print(f"\ngovledger demo is running: dashboard {urls[0]}/   API {urls[0]}/v1/status")
+        print("nodes: " + "  ".join(urls))
+        if args.check:
+            return 0
+        print("press Ctrl-C to stop the network", flush=True)
+        _wait_for_interrupt(cluster)
+    finally:
+        cluster.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="node.py", description="govledger node operator commands")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the demo")
-    demo.add_argument("--dir", default="govledger-demo", help="demo data directory")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("init", help="create keys, genesis.json and one node.toml per node")
+    p.add_argument("--nodes", type=int, default=4)
+    p.add_argument("--dir", required=True)
+    p.add_argument("--suite", choices=("sm", "intl"), default="sm")
+    p.add_argument("--base-port", type=int, default=7700)
+    p.add_argument("--with-sample-orgs", action="store_true")
+    p.add_argument("--chain-id", default="govledger-local")
+    p.add_argument("--force", action="store_true", help="overwrite an existing network")
+    p = sub.add_parser("run", help="run one node in the foreground")
+    p.add_argument("--config", required=True)
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--verify-workers", type=int, default=1,
+                   help="worker processes for signature checks (0: in the event loop)")
+    p = sub.add_parser("up", help="start every node of a local network")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p = sub.add_parser("demo", help="create (if missing) and run a 4-node demo network")
+    p.add_argument("--dir", default="govledger-demo")
+    p.add_argument("--base-port", type=int, default=7700)
+    p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--check", action="store_true", help="load the samples, then stop (for CI)")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        from ledger import demo as ledger_demo
-
-        return ledger_demo.main(["--dir", args.dir])
-    parser.print_help()
-    return 2
+    commands = {"init": cmd_init, "run": cmd_run, "up": cmd_up, "demo": cmd_demo}
+    try:
+        return commands[args.command](args)
+    except GovledgerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, CorruptionError) else 2
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from __future__ import annotations
 from ledger import acl
 from ledger.codec import decode_value, encode_value
 from ledger.errors import TxRejected
-from ledger.execution import ExecContext, Registry
+from ledger.execution import ExecContext, Registry, StateGet
+from ledger.tx import Transaction
 
 TX_TYPE = "evidence.anchor"
 PREFIX = b"evidence/"
@@ -30,7 +31,13 @@ def evidence_key(digest: bytes) -> bytes:
 
 
 def register(registry: Registry) -> None:
-    registry.register(TX_TYPE, anchor)
+    registry.register(TX_TYPE, anchor, precheck=_registered_sender)
+
+
+def _registered_sender(state_get: StateGet, tx: Transaction) -> str | None:
+    if acl.get_account(state_get, tx.sender) is None:
+        return "sender is not a registered account"
+    return None
 
 
 def anchor(ctx: ExecContext) -> None:

@@ -91,6 +91,9 @@ class ExecContext:
 
 Handler = Callable[[ExecContext], None]
 BeginBlockHook = Callable[[StateView, int, int], None]
+# Admission's early permission check: the reason to refuse the sender (HTTP 403), or None.
+# It reads the latest committed state; execution re-checks everything at its own height.
+Precheck = Callable[[StateGet, Transaction], str | None]
 
 
 class Registry:
@@ -98,11 +101,17 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._prechecks: dict[str, Precheck] = {}
         self._begin_hooks: list[BeginBlockHook] = []
 
-    def register(self, tx_type: str, handler: Handler) -> None:
+    def register(self, tx_type: str, handler: Handler, precheck: Precheck | None = None) -> None:
         assert tx_type not in self._handlers, f"{tx_type} registered twice"
         self._handlers[tx_type] = handler
+        if precheck is not None:
+            self._prechecks[tx_type] = precheck
+
+    def precheck(self, tx_type: str) -> Precheck | None:
+        return self._prechecks.get(tx_type)
 
     def on_begin_block(self, hook: BeginBlockHook) -> None:
         self._begin_hooks.append(hook)

@@ -1,0 +1,248 @@
+"""The node's client HTTP API for the ledger itself (aiohttp; an IO module).
+
+Routes (JSON by default, msgpack with ``Accept: application/msgpack``):
+
+- ``POST /v1/tx`` — submit a signed transaction (JSON with bytes as hex, or
+  the canonical msgpack with ``Content-Type: application/msgpack``);
+  ``?wait=commit`` answers only once its block is appended.
+- ``GET /v1/tx/{id}`` — status, block height, result and inclusion proof.
+- ``GET /v1/status`` — height, view, primary, peers, mempool, chain id, …
+- ``GET /v1/blocks/{height}`` — header, transactions, results, certificate.
+- ``GET /v1/evidence/{digest}`` — an anchor record and its proof bundle.
+- ``GET /v1/openapi.json`` — OpenAPI 3 description of every route.
+- ``GET /metrics`` — Prometheus text format.
+
+Errors are ``{"error": code, "detail": text}`` with a 4xx status for
+anything a client can send; the error middleware turns any unexpected
+exception into a logged 500 that reveals nothing (a bug, never a reply to
+bad input).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ledger.admission import Rejection, parse_tx
+from ledger.chain import Chain
+from ledger.codec import encode_value, to_json_value, to_value
+from ledger.errors import InputError
+from ledger.proofs import build_evidence_proof, build_header_proof, build_tx_inclusion
+from ledger.tx import Transaction
+
+log = logging.getLogger("govledger.api")
+
+MSGPACK = "application/msgpack"
+
+
+class NodeHandle(Protocol):
+    """What the routes need from the running node (implemented in node.py)."""
+
+    chain: Chain
+    metrics_registry: CollectorRegistry
+    openapi_paths: dict[str, Any]
+
+    def status(self) -> dict[str, Any]: ...
+    def is_pending(self, tx_id: bytes) -> bool: ...
+    def parse_limits(self) -> Any: ...
+
+    async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]: ...
+
+    def count_rejection(self, code: str) -> None: ...
+
+
+NODE_KEY: web.AppKey[NodeHandle] = web.AppKey("govledger_node", NodeHandle)
+
+
+def error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def reply(request: web.Request, value: Any, status: int = 200) -> web.Response:
+    """JSON (bytes as hex) by default; canonical msgpack when the client asks for it."""
+    if MSGPACK in request.headers.get("Accept", ""):
+        return web.Response(body=encode_value(to_value(value)), status=status,
+                            content_type=MSGPACK)
+    return web.json_response(to_json_value(value), status=status,
+                             dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    try:
+        return await handler(request)
+    except Rejection as exc:
+        node.count_rejection(exc.code)
+        return error(exc.status, exc.code, str(exc))
+    except InputError as exc:
+        node.count_rejection("bad_request")
+        return error(400, "bad_request", str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                exc.status, "http_error")
+            return error(exc.status, code, exc.reason)
+        raise
+    except Exception:
+        log.exception("internal error serving %s %s", request.method, request.path)
+        return error(500, "internal", "internal error; the node operator has the details")
+
+
+def _hex_arg(request: web.Request, name: str, length: int | None = None) -> bytes:
+    text = request.match_info[name]
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise InputError(f"{name} must be hex") from None
+    if length is not None and len(value) != length:
+        raise InputError(f"{name} must be {length} bytes ({2 * length} hex digits)")
+    return value
+
+
+def _int_arg(request: web.Request, name: str) -> int:
+    text = request.match_info[name]
+    if not text.isdigit() or len(text) > 19:
+        raise InputError(f"{name} must be a non-negative integer")
+    return int(text)
+
+
+async def post_tx(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = await request.read()
+    tx = parse_tx(body, request.content_type, node.parse_limits())
+    wait = request.query.get("wait", "")
+    if wait not in ("", "commit"):
+        raise InputError("wait must be 'commit' or absent")
+    result = await node.submit(tx, wait == "commit")
+    return reply(request, result, status=200 if result.get("status") == "committed" else 202)
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    tx_id = _hex_arg(request, "tx_id", 32)
+    found = node.chain.result_of(tx_id)
+    if found is None:
+        if node.is_pending(tx_id):
+            return reply(request, {"tx_id": tx_id, "status": "pending"})
+        return error(404, "not_found", "no transaction with this id is known to this node")
+    height, index, result = found
+    inclusion = build_tx_inclusion(node.chain, height, index)
+    header = build_header_proof(node.chain, height)
+    return reply(request, {
+        "tx_id": tx_id, "status": "committed", "height": height, "index": index,
+        "result": result, "tx": inclusion.tx,
+        "proof": {"index": inclusion.index, "size": inclusion.size, "path": inclusion.path},
+        "header": header.header, "certificate": header.certificate,
+    })
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return reply(request, request.app[NODE_KEY].status())
+
+
+async def get_block(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    height = _int_arg(request, "height")
+    store = node.chain.store
+    block = store.get_block(height)
+    if block is None:
+        return error(404, "not_found", f"no block at height {height} (head is "
+                                       f"{store.head_height()})")
+    suite = node.chain.suite
+    return reply(request, {
+        "height": height,
+        "block_hash": block.header.block_hash(suite),
+        "header": block.header,
+        "txs": [{"tx_id": tx.tx_id(suite), **to_value(tx)} for tx in block.txs],  # type: ignore[dict-item]
+        "results": store.get_results(height) or [],
+        "certificate": store.get_certificate(height),
+    })
+
+
+async def get_evidence(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    digest = _hex_arg(request, "digest")
+    if not 16 <= len(digest) <= 64:
+        raise InputError("digest must be 16..64 bytes")
+    try:
+        proof = build_evidence_proof(node.chain, digest)
+    except InputError:
+        return error(404, "not_found", "this digest is not anchored")
+    return reply(request, {"digest": digest, "proof": proof})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    body = generate_latest(node.metrics_registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    return web.json_response({
+        "openapi": "3.0.3",
+        "info": {"title": "govledger node API", "version": "1",
+                 "description": "Permissioned PBFT ledger for government departments. "
+                                "Bytes are hex in JSON; send Accept: application/msgpack for "
+                                "canonical msgpack."},
+        "paths": node.openapi_paths,
+        "components": {"schemas": {"Error": {
+            "type": "object", "required": ["error", "detail"],
+            "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}}},
+    })
+
+
+def _op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = False,
+        statuses: tuple[int, ...] = (200, 400, 404)) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {}}
+    for status in statuses:
+        if status < 300:
+            op["responses"][str(status)] = {"description": "OK",
+                                            "content": {"application/json": {}}}
+        else:
+            op["responses"][str(status)] = {
+                "description": "error",
+                "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"}}}}
+    if params:
+        op["parameters"] = [{"name": n, "in": where, "required": where == "path",
+                             "schema": {"type": "string"}} for n, where in params]
+    if body:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": {"type": "object"}},
+            MSGPACK: {"schema": {"type": "string", "format": "binary"}}}}
+    return op
+
+
+LEDGER_OPENAPI: dict[str, Any] = {
+    "/v1/tx": {"post": _op("Submit a signed transaction", [("wait", "query")], body=True,
+                           statuses=(200, 202, 400, 401, 403, 409, 413, 429))},
+    "/v1/tx/{tx_id}": {"get": _op("Transaction status, result and inclusion proof",
+                                  [("tx_id", "path")])},
+    "/v1/status": {"get": _op("Node status", statuses=(200,))},
+    "/v1/blocks/{height}": {"get": _op("Block with results and commit certificate",
+                                       [("height", "path")])},
+    "/v1/evidence/{digest}": {"get": _op("Anchored digest with its proof bundle",
+                                         [("digest", "path")])},
+    "/v1/openapi.json": {"get": _op("This document", statuses=(200,))},
+    "/metrics": {"get": {"summary": "Prometheus metrics",
+                         "responses": {"200": {"description": "text format"}}}},
+}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/tx", post_tx)
+    app.router.add_get("/v1/tx/{tx_id}", get_tx)
+    app.router.add_get("/v1/status", get_status)
+    app.router.add_get("/v1/blocks/{height}", get_block)
+    app.router.add_get("/v1/evidence/{digest}", get_evidence)
+    app.router.add_get("/v1/openapi.json", get_openapi)
+    app.router.add_get("/metrics", get_metrics)
