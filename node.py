@@ -56,9 +56,10 @@ from consensus.messages import (
 )
 from consensus.replica import Replica, ReplicaConfig
 from consensus.transport import PeerTransport
-from ledger import api, evidence
+from ledger import acl, api, api_gov, evidence, governance, reads
 from ledger.admission import Admission, Limits, Rejection, verify_batch
 from ledger.chain import Chain
+from ledger.codec import decode
 from ledger.crypto import load_private_key_file, sm2_backend_name
 from ledger.errors import CorruptionError, DecodeError, GovledgerError
 from ledger.execution import Registry
@@ -81,6 +82,8 @@ def build_registry() -> Registry:
     """Every application's transaction handlers (the same on every node)."""
     registry = Registry()
     evidence.register(registry)
+    governance.register(registry)
+    reads.register(registry)
     return registry
 
 
@@ -162,7 +165,7 @@ class Node:
         self.inbox: asyncio.Queue[tuple[str, Any]] | None = None
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.submitted_at: OrderedDict[bytes, float] = OrderedDict()
-        self.openapi_paths: dict[str, Any] = dict(api.LEDGER_OPENAPI)
+        self.openapi_paths: dict[str, Any] = {**api.LEDGER_OPENAPI, **api_gov.GOV_OPENAPI}
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -258,6 +261,45 @@ class Node:
             return {"tx_id": tx_id, "status": "pending",
                     "detail": f"not committed within {WAIT_COMMIT_S:.0f} s; poll "
                               f"GET /v1/tx/{tx_id.hex()}"}
+
+    async def authorize_read(self, request: web.Request, roles: tuple[str, ...]
+                             ) -> acl.AccountRecord:
+        """Check a signed read (see ledger.reads) for this request, then log it on the ledger."""
+        header = request.headers.get(reads.HEADER)
+        need = " or ".join(roles)
+        if not header:
+            raise Rejection(401, "signature_required", f"this query needs a signed read (header "
+                                                       f"{reads.HEADER}) by a key with the "
+                                                       f"{need} role")
+        try:
+            tx = decode(bytes.fromhex(header), Transaction, max_size=8192)
+        except (ValueError, DecodeError) as exc:
+            raise Rejection(400, "bad_encoding", f"{reads.HEADER} does not decode: {exc}") from None
+        now = now_ms()
+        if tx.type != reads.READ_TX or tx.chain_id != self.genesis.chain_id:
+            raise Rejection(400, "bad_request", "the signed read is not an access.read of "
+                                                "this chain")
+        if not now <= tx.valid_until <= now + reads.WINDOW_MS:
+            raise Rejection(401, "stale", "the signed read has expired or is dated too far "
+                                          "ahead; sign a fresh one")
+        wanted = {"method": request.method, "path": request.path,
+                  "query": dict(sorted(request.query.items()))}
+        if tx.payload != wanted:
+            raise Rejection(401, "wrong_request", "the signed read is for another request")
+        tx_id = tx.tx_id(self.suite)
+        if self.store.get_tx_location(tx_id) is not None or tx_id in self.replica.mempool \
+                or tx_id in self.submitted_at:
+            raise Rejection(409, "replayed", "this signed read was used before")
+        if not await self.verifier.verify(tx):
+            raise Rejection(401, "bad_signature", "the signed read's signature does not verify")
+        account = acl.active_account(self.chain.state_get, tx.sender)
+        if account is None:
+            raise Rejection(403, "forbidden", "the reader is not a registered account")
+        if not any(role in account.roles for role in roles):
+            raise Rejection(403, "forbidden", f"{account.name} does not have the {need} role")
+        self.submitted_at[tx_id] = time.monotonic()
+        self._enqueue("submit", tx)
+        return account
 
     # -- peers -----------------------------------------------------------------------------------
 
@@ -367,6 +409,7 @@ class Node:
                               client_max_size=self.config.tx_bytes_max * 3 + 4096)
         app[api.NODE_KEY] = self
         api.add_routes(app)
+        api_gov.add_routes(app)
         self.transport.add_routes(app)
         web_root = ROOT / "web"
         if (web_root / "index.html").exists():

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from consensus.effects import Append, Broadcast, Effect, Persist, Send
 from consensus.messages import (
@@ -96,17 +96,25 @@ class ReplicaConfig:
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, **overrides: int) -> ReplicaConfig:
-        names = ("checkpoint_interval", "batch_tx_max", "batch_bytes_max", "batch_timeout_ms",
-                 "view_change_timeout_ms", "block_time_skew_ms")
-        values: dict[str, int] = {}
-        for name in names:
-            v = genesis.config_value(name)
-            if isinstance(v, int):
-                values[name] = v
+        values = {name: v for name in ON_CHAIN
+                  if isinstance(v := genesis.config_value(name), int)}
         values.update(overrides)
         k = values.get("checkpoint_interval", cls.checkpoint_interval)
         values.setdefault("watermark_window", 4 * k)
         return cls(**values)
+
+    def with_chain_config(self, config: object) -> ReplicaConfig:
+        """This configuration with the committee's current on-chain settings applied."""
+        if not isinstance(config, dict):
+            return self
+        changes = {name: v for name in ON_CHAIN if name != "checkpoint_interval"
+                   and isinstance(v := config.get(name), int) and v > 0}
+        return replace(self, **changes)
+
+
+# Settings that live on the chain (genesis, then committee decisions).
+ON_CHAIN = ("checkpoint_interval", "batch_tx_max", "batch_bytes_max", "batch_timeout_ms",
+            "view_change_timeout_ms", "block_time_skew_ms")
 
 
 @dataclass
@@ -131,6 +139,9 @@ class Replica:
         self.key = key
         self.me = key.public_key().raw
         self.config = config
+        # On-chain settings as of now; a later committee decision changing them is applied
+        # when the block that made it is executed (see _reconfigure).
+        self._config_raw: bytes | None = chain.reader()(b"sys/config")
         self.executed = chain.height
         self.tip: Pending | None = None
         self.validators: ValidatorSet = chain.validators_for(self.executed + 1)
@@ -640,6 +651,10 @@ class Replica:
         return effects
 
     def _reconfigure(self, height: int) -> None:
+        raw = self.chain.reader(self.tip)(b"sys/config")
+        if raw is not None and raw != self._config_raw:
+            self._config_raw = raw
+            self.config = self.config.with_chain_config(decode_value(raw))
         new = self.chain.validators_for(height + 1, self.tip)
         if new.public_keys() != self.validators.public_keys():
             log.info("validator set changes at height %d: %d members", height + 1, new.size)

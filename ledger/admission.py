@@ -131,6 +131,9 @@ class Admission:
             raise Rejection(409, "duplicate", "this transaction was already executed")
         if pending(tx_id):
             raise Rejection(409, "duplicate", "this transaction is already pending")
+        problem = self.registry.sender_problem(state_get, tx.sender)
+        if problem:
+            raise Rejection(403, "forbidden", problem)
         precheck = self.registry.precheck(tx.type)
         if precheck is not None:
             reason = precheck(state_get, tx)

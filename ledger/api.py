@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ledger.acl import AccountRecord
 from ledger.admission import Rejection, parse_tx
 from ledger.chain import Chain
 from ledger.codec import encode_value, to_json_value, to_value
@@ -52,6 +53,11 @@ class NodeHandle(Protocol):
     def parse_limits(self) -> Any: ...
 
     async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]: ...
+
+    async def authorize_read(self, request: web.Request, roles: tuple[str, ...]
+                             ) -> AccountRecord:
+        """Check the request's signed read (401/403/409 as Rejection) and log it."""
+        ...
 
     def count_rejection(self, code: str) -> None: ...
 
@@ -200,7 +206,7 @@ async def get_openapi(request: web.Request) -> web.Response:
     })
 
 
-def _op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = False,
+def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = False,
         statuses: tuple[int, ...] = (200, 400, 404)) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {}}
     for status in statuses:
@@ -223,16 +229,16 @@ def _op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = 
 
 
 LEDGER_OPENAPI: dict[str, Any] = {
-    "/v1/tx": {"post": _op("Submit a signed transaction", [("wait", "query")], body=True,
+    "/v1/tx": {"post": op("Submit a signed transaction", [("wait", "query")], body=True,
                            statuses=(200, 202, 400, 401, 403, 409, 413, 429))},
-    "/v1/tx/{tx_id}": {"get": _op("Transaction status, result and inclusion proof",
+    "/v1/tx/{tx_id}": {"get": op("Transaction status, result and inclusion proof",
                                   [("tx_id", "path")])},
-    "/v1/status": {"get": _op("Node status", statuses=(200,))},
-    "/v1/blocks/{height}": {"get": _op("Block with results and commit certificate",
+    "/v1/status": {"get": op("Node status", statuses=(200,))},
+    "/v1/blocks/{height}": {"get": op("Block with results and commit certificate",
                                        [("height", "path")])},
-    "/v1/evidence/{digest}": {"get": _op("Anchored digest with its proof bundle",
+    "/v1/evidence/{digest}": {"get": op("Anchored digest with its proof bundle",
                                          [("digest", "path")])},
-    "/v1/openapi.json": {"get": _op("This document", statuses=(200,))},
+    "/v1/openapi.json": {"get": op("This document", statuses=(200,))},
     "/metrics": {"get": {"summary": "Prometheus metrics",
                          "responses": {"200": {"description": "text format"}}}},
 }

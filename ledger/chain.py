@@ -199,11 +199,11 @@ class Chain:
     # -- genesis ------------------------------------------------------------------------
 
     def _genesis_root(self) -> bytes:
-        root, _ = self.tree().update(EMPTY_ROOT, initial_state(self.genesis))
+        root, _ = self.tree().update(EMPTY_ROOT, initial_state(self.genesis, self.registry))
         return root
 
     def _append_genesis(self, block: Block) -> None:
-        changes = initial_state(self.genesis)
+        changes = initial_state(self.genesis, self.registry)
         root, nodes = self.tree().update(EMPTY_ROOT, changes)
         assert root == block.header.state_root
         self.store.append(BlockCommit(block, None, [], {}, changes, nodes, {}))
@@ -249,6 +249,10 @@ class Chain:
             raise InputError(f"no block at height {height - 1}")
         tree = self.tree()
         return validators_from_state(lambda k: tree.get(header.state_root, k), height)
+
+    def reader(self, pending: Pending | None = None) -> Callable[[bytes], bytes | None]:
+        """Read the latest state as of ``pending`` (the committed head when None)."""
+        return self._layered_get(pending)
 
     def _layered_get(self, pending: Pending | None) -> Callable[[bytes], bytes | None]:
         layers: list[dict[bytes, bytes | None]] = []

@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.block import Block, TxResult
 from ledger.codec import Value
@@ -83,6 +84,7 @@ class ExecContext:
     state: StateView
     index: StateView
     data: dict[str, Value] = field(default_factory=dict)
+    registry: Registry | None = None
 
     @property
     def sender(self) -> bytes:
@@ -96,13 +98,60 @@ BeginBlockHook = Callable[[StateView, int, int], None]
 Precheck = Callable[[StateGet, Transaction], str | None]
 
 
+# Initial state an application derives from the genesis file (its ``apps`` section).
+GenesisHook = Callable[[Any], dict[bytes, bytes | None]]
+
+
+@dataclass(frozen=True)
+class ProposalKind:
+    """A kind of committee decision, owned by the application whose state it changes.
+
+    ``check`` validates and normalises the parameters when the proposal is made
+    (raise TxRejected); ``apply`` carries the decision out in the block where the
+    proposal passes (raise TxRejected if it can no longer be applied).
+    """
+
+    name: str
+    summary: str
+    check: Callable[[StateGet, dict[str, Value]], dict[str, Value]]
+    apply: Callable[[ExecContext, dict[str, Value]], None]
+
+
 class Registry:
-    """Transaction types and their handlers, plus begin-block hooks."""
+    """Transaction types and their handlers, governance proposal kinds, and hooks."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._prechecks: dict[str, Precheck] = {}
         self._begin_hooks: list[BeginBlockHook] = []
+        self._genesis_hooks: list[GenesisHook] = []
+        self._sender_checks: list[Callable[[StateGet, bytes], str | None]] = []
+        self.proposal_kinds: dict[str, ProposalKind] = {}
+
+    def add_sender_check(self, check: Callable[[StateGet, bytes], str | None]) -> None:
+        """A rule every transaction's sender must pass (e.g. its key is not revoked)."""
+        if check not in self._sender_checks:
+            self._sender_checks.append(check)
+
+    def sender_problem(self, state_get: StateGet, sender: bytes) -> str | None:
+        for check in self._sender_checks:
+            problem = check(state_get, sender)
+            if problem:
+                return problem
+        return None
+
+    def register_kind(self, kind: ProposalKind) -> None:
+        assert kind.name not in self.proposal_kinds, f"{kind.name} registered twice"
+        self.proposal_kinds[kind.name] = kind
+
+    def on_genesis(self, hook: GenesisHook) -> None:
+        self._genesis_hooks.append(hook)
+
+    def genesis_writes(self, genesis: Any) -> dict[bytes, bytes | None]:
+        writes: dict[bytes, bytes | None] = {}
+        for hook in self._genesis_hooks:
+            writes.update(hook(genesis))
+        return writes
 
     def register(self, tx_type: str, handler: Handler, precheck: Precheck | None = None) -> None:
         assert tx_type not in self._handlers, f"{tx_type} registered twice"
@@ -212,9 +261,12 @@ def _execute_one(
     handler = registry.handler(tx.type)
     if handler is None:
         return _failed(tx_id, "unknown_type", f"no handler for transaction type {tx.type!r}")
+    problem = registry.sender_problem(block_state.get, tx.sender)
+    if problem:
+        return _failed(tx_id, "forbidden", problem)
     ctx = ExecContext(
         suite=suite, chain_id=chain_id, height=height, time_ms=time_ms, tx=tx, tx_id=tx_id,
-        state=StateView(block_state.get), index=StateView(block_index.get),
+        state=StateView(block_state.get), index=StateView(block_index.get), registry=registry,
     )
     try:
         handler(ctx)

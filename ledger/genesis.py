@@ -28,6 +28,7 @@ from ledger.block import ZERO_HASH, Block, BlockHeader, ValidatorSet, result_roo
 from ledger.codec import Value, encode, encode_value, from_json, to_json_value
 from ledger.crypto import Suite, get_suite
 from ledger.errors import DecodeError, InputError
+from ledger.execution import Registry
 from ledger.tx import CHAIN_ID_RE
 
 SUITES = ("sm", "intl")
@@ -52,6 +53,16 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class Org:
+    """An organisation of the consortium (department or enterprise)."""
+
+    name: str
+    uscc: str
+    kind: str  # "department" | "enterprise"
+    region: str  # 6-digit administrative division code, e.g. 350100
+
+
+@dataclass(frozen=True, slots=True)
 class Genesis:
     chain_id: str
     suite: str
@@ -59,6 +70,9 @@ class Genesis:
     validators: ValidatorSet
     accounts: list[Account]
     config: dict[str, Value] = field(default_factory=dict)
+    orgs: list[Org] = field(default_factory=list)
+    # Initial data of the applications, by application name (e.g. "certs": cert types).
+    apps: dict[str, Value] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not CHAIN_ID_RE.fullmatch(self.chain_id):
@@ -77,6 +91,12 @@ class Genesis:
             for role in a.roles:
                 if role not in acl.ROLES:
                     raise DecodeError(f"genesis.accounts[{i}]: unknown role {role!r}")
+        usccs = [o.uscc for o in self.orgs]
+        if len(set(usccs)) != len(usccs):
+            raise DecodeError("genesis.orgs lists the same USCC twice")
+        for i, o in enumerate(self.orgs):
+            if o.kind not in acl.ORG_KINDS:
+                raise DecodeError(f"genesis.orgs[{i}].kind must be one of {acl.ORG_KINDS}")
 
     @property
     def crypto(self) -> Suite:
@@ -113,8 +133,9 @@ def load_genesis(path: str | Path) -> Genesis:
         raise DecodeError(f"{path}: {exc}") from None
 
 
-def initial_state(genesis: Genesis) -> dict[bytes, bytes | None]:
-    """The state writes of block 0."""
+def initial_state(genesis: Genesis, registry: Registry | None = None
+                  ) -> dict[bytes, bytes | None]:
+    """The state writes of block 0 (the ledger's own, then each application's)."""
     writes: dict[bytes, bytes | None] = {
         b"sys/chain": encode_value({"chain_id": genesis.chain_id, "suite": genesis.suite}),
         b"sys/validators": encode(genesis.validators),
@@ -127,6 +148,13 @@ def initial_state(genesis: Genesis) -> dict[bytes, bytes | None]:
         if a.public_key in genesis.validators.public_keys():
             roles = sorted(set(roles) | {"validator"})
         writes[acl.account_key(a.public_key)] = acl.encode_account(a.name, a.org, roles)
+    for o in genesis.orgs:
+        keys = [a.public_key for a in genesis.accounts if a.org == o.uscc]
+        writes[acl.org_key(o.uscc)] = acl.encode_org(o.name, o.uscc, o.kind, o.region, keys)
+    committee = sorted(a.public_key for a in genesis.accounts if "committee" in a.roles)
+    writes[acl.COMMITTEE_KEY] = encode_value(list(committee))
+    if registry is not None:
+        writes.update(registry.genesis_writes(genesis))
     return writes
 
 

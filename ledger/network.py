@@ -69,7 +69,7 @@ from ledger.codec import Value, encode_value
 from ledger.crypto import ENV_PASSPHRASE, SUITE_NAMES, PrivateKey, get_suite
 from ledger.crypto.base import write_file_atomic
 from ledger.errors import DecodeError, InputError
-from ledger.genesis import DEFAULT_CONFIG, Account, Genesis, load_genesis
+from ledger.genesis import DEFAULT_CONFIG, Account, Genesis, Org, load_genesis
 from ledger.tx import CHAIN_ID_RE
 
 DEFAULT_CHAIN_ID: Final = "govledger-local"
@@ -586,8 +586,11 @@ def _build_genesis(
             Account(name=v.name, org="", public_key=v.public_key, roles=["committee"])
             for v in validators.validators
         ]
+    orgs = [Org(name=org.name, uscc=org.uscc,
+                kind="enterprise" if "enterprise" in org.roles else "department",
+                region=SAMPLE_REGION) for org in SAMPLE_ORGS] if org_keys else []
     return Genesis(chain_id=chain_id, suite=suite, time=time_ms, validators=validators,
-                   accounts=accounts, config=config)
+                   accounts=accounts, config=config, orgs=orgs)
 
 
 def _write_sample_orgs(

@@ -1,0 +1,142 @@
+"""HTTP routes for governance, organisations, accounts and the access log (aiohttp).
+
+- ``GET /v1/gov/proposals`` (``?limit=``), ``GET /v1/gov/proposals/{id}``,
+  ``GET /v1/gov/kinds`` — public to anyone who can reach a node;
+- ``GET /v1/orgs``, ``GET /v1/orgs/{uscc}``, ``GET /v1/accounts/{public key hex}``;
+- ``GET /v1/access-log`` (``?limit=``) — a signed read by an auditor; it is
+  itself logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ledger import acl, governance
+from ledger.api import NODE_KEY, error, op, reply
+from ledger.codec import decode_value
+from ledger.errors import InputError
+from ledger.reads import INDEX_PREFIX
+
+
+def _limit(request: web.Request, default: int = 50, most: int = 500) -> int:
+    text = request.query.get("limit", str(default))
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise InputError(f"limit must be an integer between 1 and {most}")
+    return int(text)
+
+
+async def list_proposals(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    items = governance.list_proposals(node.chain.state_get, _limit(request))
+    return reply(request, {"proposals": items, "committee": acl.committee(node.chain.state_get)})
+
+
+async def get_proposal(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    text = request.match_info["number"]
+    if not text.isdigit() or len(text) > 12:
+        raise InputError("proposal id must be a positive integer")
+    proposal = governance.get_proposal(node.chain.state_get, int(text))
+    if proposal is None:
+        return error(404, "not_found", f"no proposal {text}")
+    members = acl.committee(node.chain.state_get)
+    votes = proposal.get("votes") or {}
+    assert isinstance(votes, dict)
+    approvals = sum(1 for m in members if votes.get(m.hex()) is True)
+    needed = -(-2 * len(members) // 3)
+    return reply(request, {**proposal, "approvals": approvals, "needed": needed,
+                           "committee_size": len(members)})
+
+
+async def list_kinds(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    kinds = node.chain.registry.proposal_kinds
+    return reply(request, {"kinds": [{"name": k.name, "summary": k.summary}
+                                     for k in sorted(kinds.values(), key=lambda k: k.name)]})
+
+
+def _org_view(node: Any, record: acl.OrgRecord) -> dict[str, Any]:
+    accounts = []
+    for key in record.keys:
+        account = acl.get_account(node.chain.state_get, key)
+        if account is not None:
+            accounts.append({"public_key": key, "name": account.name, "roles": account.roles,
+                             "revoked_at": account.revoked_at})
+    return {"name": record.name, "uscc": record.uscc, "kind": record.kind,
+            "region": record.region, "accounts": accounts}
+
+
+async def list_orgs(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    orgs = []
+    for key, _ in node.chain.store.iter_state(acl.ORG_PREFIX):
+        record = acl.get_org(node.chain.state_get, key[len(acl.ORG_PREFIX):].decode())
+        if record is not None:
+            orgs.append(_org_view(node, record))
+        if len(orgs) >= 1000:
+            break
+    return reply(request, {"orgs": orgs})
+
+
+async def get_org(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    uscc = request.match_info["uscc"].upper()
+    if len(uscc) != 18 or not uscc.isalnum():
+        raise InputError("a USCC has 18 letters and digits")
+    record = acl.get_org(node.chain.state_get, uscc)
+    if record is None:
+        return error(404, "not_found", f"no organisation {uscc} is registered")
+    return reply(request, _org_view(node, record))
+
+
+async def get_account(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    try:
+        key = bytes.fromhex(request.match_info["key"])
+    except ValueError:
+        raise InputError("the public key must be hex") from None
+    account = acl.get_account(node.chain.state_get, key)
+    if account is None:
+        return error(404, "not_found", "no account for this key")
+    return reply(request, {"public_key": key, "name": account.name, "org": account.org,
+                           "roles": account.roles, "revoked_at": account.revoked_at,
+                           "committee": key in acl.committee(node.chain.state_get)})
+
+
+async def access_log(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    limit = _limit(request)
+    await node.authorize_read(request, ("auditor",))
+    entries = []
+    for _, raw in node.chain.store.iter_index(INDEX_PREFIX, reverse=True):
+        entries.append(decode_value(raw))
+        if len(entries) >= limit:
+            break
+    return reply(request, {"entries": entries})
+
+
+GOV_OPENAPI: dict[str, Any] = {
+    "/v1/gov/proposals": {"get": op("Recent proposals and the committee", [("limit", "query")])},
+    "/v1/gov/proposals/{number}": {"get": op("One proposal with its votes",
+                                              [("number", "path")])},
+    "/v1/gov/kinds": {"get": op("Proposal kinds", statuses=(200,))},
+    "/v1/orgs": {"get": op("Registered organisations", statuses=(200,))},
+    "/v1/orgs/{uscc}": {"get": op("One organisation with its keys and roles",
+                                   [("uscc", "path")])},
+    "/v1/accounts/{key}": {"get": op("An account (key) with its roles", [("key", "path")])},
+    "/v1/access-log": {"get": op("Signed reads served (auditor, signed read; logged)",
+                                  [("limit", "query"), ("X-Govledger-Read", "header")],
+                                  statuses=(200, 400, 401, 403, 409))},
+}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/gov/proposals", list_proposals)
+    app.router.add_get("/v1/gov/proposals/{number}", get_proposal)
+    app.router.add_get("/v1/gov/kinds", list_kinds)
+    app.router.add_get("/v1/orgs", list_orgs)
+    app.router.add_get("/v1/orgs/{uscc}", get_org)
+    app.router.add_get("/v1/accounts/{key}", get_account)
+    app.router.add_get("/v1/access-log", access_log)
