@@ -48,6 +48,7 @@ from ledger.crypto import get_suite
 from ledger.errors import DecodeError, InputError, TxRejected
 from ledger.execution import ExecContext, ProposalKind, Registry, StateGet, StateView
 from ledger.genesis import DEFAULT_CONFIG
+from ledger.ids import IdentifierError, validate_uscc
 
 PROPOSE_TX = "gov.propose"
 VOTE_TX = "gov.vote"
@@ -466,8 +467,6 @@ def _apply_config(ctx: ExecContext, p: dict[str, Value]) -> None:
 
 
 def _check_org(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    from certs.ids import IdentifierError, validate_uscc  # identifiers are shared
-
     try:
         uscc = validate_uscc(str(p.get("uscc", "")))
     except IdentifierError as exc:

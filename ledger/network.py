@@ -62,7 +62,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from certs.ids import make_uscc, validate_uscc
 from ledger.acl import ROLES
 from ledger.block import Validator, ValidatorSet
 from ledger.codec import Value, encode_value
@@ -70,6 +69,7 @@ from ledger.crypto import ENV_PASSPHRASE, SUITE_NAMES, PrivateKey, get_suite
 from ledger.crypto.base import write_file_atomic
 from ledger.errors import DecodeError, InputError
 from ledger.genesis import DEFAULT_CONFIG, Account, Genesis, Org, load_genesis
+from ledger.ids import make_uscc, validate_uscc
 from ledger.tx import CHAIN_ID_RE
 
 DEFAULT_CHAIN_ID: Final = "govledger-local"
