@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import logging
 import multiprocessing
 import os
@@ -78,12 +80,27 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Applications plug in through one module each, exposing register(registry),
+# add_routes(app), OPENAPI (paths) and load_samples(directory, client) -> str.
+APP_MODULES = ("certs.app", "fiscal.app")
+
+
+def app_modules() -> list[Any]:
+    found = []
+    for name in APP_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            found.append(importlib.import_module(name))
+    return found
+
+
 def build_registry() -> Registry:
     """Every application's transaction handlers (the same on every node)."""
     registry = Registry()
     evidence.register(registry)
     governance.register(registry)
     reads.register(registry)
+    for app in app_modules():
+        app.register(registry)
     return registry
 
 
@@ -166,6 +183,8 @@ class Node:
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.submitted_at: OrderedDict[bytes, float] = OrderedDict()
         self.openapi_paths: dict[str, Any] = {**api.LEDGER_OPENAPI, **api_gov.GOV_OPENAPI}
+        for app in app_modules():
+            self.openapi_paths.update(app.OPENAPI)
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -410,6 +429,8 @@ class Node:
         app[api.NODE_KEY] = self
         api.add_routes(app)
         api_gov.add_routes(app)
+        for module in app_modules():
+            module.add_routes(app)
         self.transport.add_routes(app)
         web_root = ROOT / "web"
         if (web_root / "index.html").exists():
@@ -455,7 +476,7 @@ class Node:
                 self._task.cancel()
         await self.transport.stop()
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
         for futures in self.waiters.values():
             for fut in futures:
                 if not fut.done():

@@ -25,7 +25,8 @@ def test_node_demo_creates_loads_and_restarts(tmp_path: Path) -> None:
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "created a 4-node demo network" in first.stdout
-    assert "loaded" in first.stdout and f"dashboard http://127.0.0.1:{port}/" in first.stdout
+    assert "sample documents" in first.stdout
+    assert f"dashboard http://127.0.0.1:{port}/" in first.stdout
     assert (tmp_path / "demo" / "keys" / "orgs.json").exists()
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
