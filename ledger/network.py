@@ -70,6 +70,11 @@ from ledger.crypto.base import write_file_atomic
 from ledger.errors import DecodeError, InputError
 from ledger.genesis import DEFAULT_CONFIG, Account, Genesis, Org, load_genesis
 from ledger.ids import make_uscc, validate_uscc
+from ledger.privacy import (
+    CONSORTIUM_KEY_FILE,
+    new_consortium_key,
+    save_consortium_key,
+)
 from ledger.tx import CHAIN_ID_RE
 
 DEFAULT_CHAIN_ID: Final = "govledger-local"
@@ -163,6 +168,7 @@ class NodeConfig:
     sender_burst: int
     mempool_max: int
     log_level: str
+    consortium_key: Path | None = None  # for HMAC lookups of personal identifiers
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +185,7 @@ _SCHEMA: Final[dict[str, dict[str, _Key]]] = {
         "genesis": _Key(str),
         "key": _Key(str),
         "data_dir": _Key(str, "data"),
+        "consortium_key": _Key(str, ""),
     },
     "http": {
         "host": _Key(str, LOCAL_HOST),
@@ -315,6 +322,9 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
         raise InputError(f"{path}: node.key: key file {key} does not exist")
     if data_dir.exists() and not data_dir.is_dir():
         raise InputError(f"{path}: node.data_dir: {data_dir} exists and is not a folder")
+    consortium_key = resolve("node.consortium_key") if _str(values, "node.consortium_key") else None
+    if consortium_key is not None and not consortium_key.is_file():
+        raise InputError(f"{path}: node.consortium_key: {consortium_key} does not exist")
     host = _str(values, "http.host")
     if any(c.isspace() for c in host):
         raise InputError(f"{path}: http.host = {host!r} must not contain spaces")
@@ -337,6 +347,7 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
         sender_burst=_int(values, "limits.sender_burst"),
         mempool_max=_int(values, "limits.mempool_max"),
         log_level=level,
+        consortium_key=consortium_key,
     )
 
 
@@ -349,6 +360,7 @@ name = {json.dumps(name)}
 genesis = "../{GENESIS_FILE}"   # paths are relative to this file
 key = "{NODE_KEY_FILE}"
 data_dir = "data"
+consortium_key = "{CONSORTIUM_KEY_FILE}"  # HMAC key for personal identifiers (keep it secret)
 
 [http]
 host = "{LOCAL_HOST}"
@@ -537,15 +549,20 @@ def _install(
     directory.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".govledger-init-", dir=directory))
     try:
+        consortium_key = new_consortium_key()
         for i, key in enumerate(node_keys):
             node_dir = staging / f"node{i}"
             node_dir.mkdir()
             key.save(node_dir / NODE_KEY_FILE, passphrase)
+            save_consortium_key(node_dir / CONSORTIUM_KEY_FILE, consortium_key)
             text = _node_toml(f"node{i}", genesis.chain_id, base_port + i)
             write_file_atomic(node_dir / NODE_CONFIG_FILE, text.encode("utf-8"), 0o644)
         orgs: list[dict[str, Any]] = []
         if org_keys:
             orgs = _write_sample_orgs(staging / KEYS_DIR, directory, org_keys, passphrase)
+            # The departments hold the consortium key too (holders' ID numbers are HMACed
+            # client-side before a transaction is signed).
+            save_consortium_key(staging / KEYS_DIR / CONSORTIUM_KEY_FILE, consortium_key)
         genesis_json = genesis.to_json().encode("utf-8") + b"\n"
         write_file_atomic(staging / GENESIS_FILE, genesis_json, 0o644)
         assert load_genesis(staging / GENESIS_FILE) == genesis

@@ -107,10 +107,30 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
     body = [re.sub(r"\s*#.*", "", line) for line in text.splitlines()]
     assert [line for line in body if line] == [
         "[node]", 'name = "node0"', 'genesis = "../genesis.json"', 'key = "node.pem"',
-        'data_dir = "data"', "[http]", 'host = "127.0.0.1"', "port = 7700", "[limits]",
+        'data_dir = "data"', 'consortium_key = "consortium.key"', "[http]",
+        'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
         "mempool_max = 100000", "[log]", 'level = "INFO"',
     ]
+
+
+def test_consortium_key_is_shared_secret(tmp_path: Path) -> None:
+    """Goal: every node and the sample departments hold the same consortium HMAC key, in
+    files only their owner can read, and node.toml points at it. Method: init with sample
+    orgs, load each node config and compare the keys and file modes."""
+    from ledger.privacy import load_consortium_key
+
+    directory = tmp_path / "net"
+    layout = _init(directory, 4, with_sample_orgs=True)
+    keys = set()
+    for path in layout.node_configs:
+        config = load_node_config(path)
+        assert config.consortium_key is not None
+        assert config.consortium_key.stat().st_mode & 0o777 == 0o600
+        keys.add(load_consortium_key(config.consortium_key))
+    keys.add(load_consortium_key(directory / "keys" / "consortium.key"))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert "consortium" not in (directory / "genesis.json").read_text()
 
 
 def test_sample_orgs(tmp_path: Path) -> None:
