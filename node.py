@@ -67,6 +67,7 @@ from ledger.errors import CorruptionError, DecodeError, GovledgerError
 from ledger.execution import Registry
 from ledger.genesis import Genesis, load_genesis
 from ledger.network import NodeConfig, init_network, load_node_config
+from ledger.privacy import load_consortium_key
 from ledger.store import LevelDBStore
 from ledger.tx import Transaction
 
@@ -158,6 +159,9 @@ class Node:
         self.genesis: Genesis = load_genesis(config.genesis)
         self.suite = self.genesis.crypto
         self.key = load_private_key_file(config.key, self.genesis.suite)
+        # For HMAC lookups of personal identifiers (see ledger.privacy); None: not offered.
+        self.consortium_key = (load_consortium_key(config.consortium_key)
+                               if config.consortium_key else None)
         self.me = self.key.public_key().raw
         self.store = LevelDBStore(str(config.data_dir / "ledger"), self.suite)
         try:

@@ -47,6 +47,7 @@ class NodeHandle(Protocol):
     chain: Chain
     metrics_registry: CollectorRegistry
     openapi_paths: dict[str, Any]
+    consortium_key: bytes | None  # HMAC key for personal identifiers (ledger.privacy)
 
     def status(self) -> dict[str, Any]: ...
     def is_pending(self, tx_id: bytes) -> bool: ...
