@@ -89,6 +89,7 @@ class ReplicaConfig:
     view_change_timeout_max_ms: int = 60_000
     block_time_skew_ms: int = 30_000
     retransmit_ms: int = 1000
+    gossip_linger_ms: int = 5
     status_interval_ms: int = 5000
     fetch_timeout_ms: int = 2000
     fetch_blocks_max: int = 64
@@ -168,6 +169,8 @@ class Replica:
         self.retransmit_deadline: int | None = None
         self.status_deadline: int | None = None
         self.mempool: OrderedDict[bytes, tuple[Transaction, int]] = OrderedDict()
+        self.gossip_out: list[Transaction] = []
+        self.gossip_deadline: int | None = None
         self.tx_verified: OrderedDict[bytes, None] = OrderedDict()
         self.stats: dict[str, int] = {"view_changes": 0, "dropped": 0, "blocks_fetched": 0}
         self.last_cert: CommitCertificate | None = (
@@ -334,12 +337,29 @@ class Replica:
         return effects
 
     def submit(self, tx: Transaction, now_ms: int) -> list[Effect]:
-        """A transaction admitted by this node: pool it and gossip it to the others."""
+        """A transaction admitted by this node: pool it and gossip it to the others.
+
+        Gossip is batched: transactions wait up to ``gossip_linger_ms`` (or until
+        ``batch_tx_max`` are waiting) and leave in one message.
+        """
         self._enter()
         if not self._pool(tx, now_ms):
             return []
-        effects: list[Effect] = [Broadcast(self._sign(TxGossip([tx], b"")))]
+        self.gossip_out.append(tx)
+        if self.gossip_deadline is None:
+            self.gossip_deadline = now_ms + self.config.gossip_linger_ms
+        effects: list[Effect] = []
+        if (len(self.gossip_out) >= self.config.batch_tx_max
+                or self.config.gossip_linger_ms == 0):
+            effects += self._flush_gossip()
         return effects + self._progress(now_ms)
+
+    def _flush_gossip(self) -> list[Effect]:
+        self.gossip_deadline = None
+        if not self.gossip_out:
+            return []
+        txs, self.gossip_out = self.gossip_out, []
+        return [Broadcast(TxGossip(txs, self.me, b""))]
 
     def receive(self, msg: Message, now_ms: int) -> list[Effect]:
         self._enter()
@@ -349,7 +369,7 @@ class Replica:
             return self._drop(msg, "sender is not a validator")
         if msg.sender == self.me:
             return self._drop(msg, "from ourselves")
-        if not self.verify(msg):
+        if not isinstance(msg, TxGossip) and not self.verify(msg):
             return self._drop(msg, "bad signature")
         effects: list[Effect]
         if isinstance(msg, PrePrepare):
@@ -378,6 +398,8 @@ class Replica:
         self._enter()
         effects: list[Effect] = []
         # Every expired deadline is cleared or moved before acting on it.
+        if self.gossip_deadline is not None and now_ms >= self.gossip_deadline:
+            effects += self._flush_gossip()
         if self.vc_deadline is not None and now_ms >= self.vc_deadline:
             self.vc_deadline = None
             if self.vc_target is not None:
@@ -404,7 +426,8 @@ class Replica:
 
     def next_deadline_ms(self) -> int | None:
         deadlines = [d for d in (self.request_deadline, self.vc_deadline, self.retransmit_deadline,
-                                 self.status_deadline, self.fetch_deadline) if d is not None]
+                                 self.status_deadline, self.fetch_deadline, self.gossip_deadline)
+                     if d is not None]
         batch = self._batch_deadline()
         if batch is not None:
             deadlines.append(batch)

@@ -53,6 +53,7 @@ def small_config(**overrides: int) -> ReplicaConfig:
         "retransmit_ms": 1_000_000,
         "status_interval_ms": 1_000_000,
         "fetch_timeout_ms": 1000,
+        "gossip_linger_ms": 0,  # relay each transaction at once, so tests see it
     }
     values.update(overrides)
     return ReplicaConfig(**values)

@@ -1,0 +1,220 @@
+"""Throughput and latency of a real 4-validator network on this machine.
+
+    python -m bench throughput [--seconds 20] [--clients 64] [--quick] [--json]
+
+1. Starts ``--nodes`` validators as separate ``node.py run`` processes on
+   127.0.0.1 (SM2 suite by default), with admission rate limits raised so the
+   load generator, not a limit, is the bottleneck.
+2. Pre-signs the transactions in worker processes (signing is the clients'
+   cost, not the network's) — ``evidence.anchor`` by default, or certificate
+   issues once ``certs`` exists (``--workload cert``).
+3. Closed loop: ``--clients`` concurrent clients submit with ``?wait=commit``
+   for ``--seconds``. Committed tx/s is counted from the blocks appended in
+   that window (block time), not from acknowledgements.
+4. Open loop at 10 %, 50 % and 80 % of that peak: requests at a fixed rate,
+   each timed from submit to its commit acknowledgement; p50 / p99.
+5. Peak RSS of each node process.
+
+The machine's limit line (cores × SM2 verifies/s ÷ nodes) is printed beside
+the figures. The load generator runs on the same cores as the nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import limit_line, percentile, write_result
+
+MSGPACK = {"Content-Type": "application/msgpack"}
+
+
+def _sign_batch(args: tuple[str, str, str, int, int, int]) -> list[bytes]:
+    """Sign ``count`` anchor transactions with one key (runs in a worker process)."""
+    key_path, suite_name, chain_id, first, count, valid_until = args
+    from ledger import evidence
+    from ledger.crypto import load_private_key_file
+    from ledger.tx import make_tx
+
+    key = load_private_key_file(key_path, suite_name)
+    out = []
+    for n in range(first, first + count):
+        digest = n.to_bytes(8, "big") + os.urandom(24)
+        out.append(make_tx(key, chain_id, evidence.TX_TYPE, {"digest": digest, "label": "b"},
+                           n, valid_until).encoded())
+    return out
+
+
+def presign(net: Any, count: int) -> list[bytes]:
+    keys = [str(net.dir / o["key"]) for o in net.orgs]
+    valid_until = int(time.time() * 1000) + 3_600_000
+    per_key = -(-count // len(keys))
+    jobs = [(k, net.genesis.suite, net.genesis.chain_id, i * 10_000_000, per_key, valid_until)
+            for i, k in enumerate(keys)]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        batches = list(pool.map(_sign_batch, jobs))
+    # Interleave senders so no single one is hammered.
+    out = [tx for group in zip(*batches, strict=False) for tx in group]
+    return out[:count]
+
+
+def raise_limits(directory: Path) -> None:
+    for toml in directory.glob("node*/node.toml"):
+        text = toml.read_text()
+        text = re.sub(r"sender_rate_per_s = \d+", "sender_rate_per_s = 1000000", text)
+        text = re.sub(r"sender_burst = \d+", "sender_burst = 10000000", text)
+        toml.write_text(text)
+
+
+async def closed_loop(urls: list[str], txs: list[bytes], clients: int, seconds: float
+                      ) -> tuple[list[float], float, float]:
+    latencies: list[float] = []
+    it = iter(txs)
+    start = time.monotonic()
+    stop_at = start + seconds
+
+    async def client(session: aiohttp.ClientSession, url: str) -> None:
+        while time.monotonic() < stop_at:
+            try:
+                body = next(it)
+            except StopIteration:
+                return
+            t = time.monotonic()
+            async with session.post(url + "/v1/tx?wait=commit", data=body,
+                                    headers=MSGPACK) as resp:
+                data = await resp.json()
+            if data.get("status") == "committed":
+                latencies.append((time.monotonic() - t) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await asyncio.gather(*(client(session, urls[i % len(urls)]) for i in range(clients)))
+    return latencies, start, time.monotonic()
+
+
+async def open_loop(urls: list[str], txs: list[bytes], rate: float, seconds: float
+                    ) -> list[float]:
+    latencies: list[float] = []
+    count = min(len(txs), int(rate * seconds))
+    connector = aiohttp.TCPConnector(limit=0)
+
+    async def one(session: aiohttp.ClientSession, i: int, body: bytes) -> None:
+        t = time.monotonic()
+        async with session.post(urls[i % len(urls)] + "/v1/tx?wait=commit", data=body,
+                                headers=MSGPACK) as resp:
+            data = await resp.json()
+        if data.get("status") == "committed":
+            latencies.append((time.monotonic() - t) * 1000)
+
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+        tasks = []
+        start = time.monotonic()
+        for i in range(count):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            tasks.append(asyncio.create_task(one(session, i, txs[i])))
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+def committed_between(url: str, t0_ms: int, t1_ms: int, from_height: int, to_height: int) -> int:
+    from client.sdk import request
+
+    total = 0
+    for h in range(from_height + 1, to_height + 1):
+        block = request(f"{url}/v1/blocks/{h}", timeout=30)
+        if t0_ms <= block["header"]["time"] <= t1_ms:
+            total += sum(1 for r in block["results"] if r["ok"])
+    return total
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str) -> dict[str, Any]:
+    from tests.e2e.netharness import LocalNet
+
+    limit = limit_line(nodes, suite)
+    workdir = Path(tempfile.mkdtemp(prefix="govledger-bench-"))
+    net = LocalNet(workdir / "net", nodes=nodes, suite=suite)
+    raise_limits(net.dir)
+    try:
+        net.start_all()
+        urls = [net.url(i) for i in range(nodes)]
+        budget = int(max(limit["limit_tps"], 500) * seconds * 1.6) + 2000
+        txs = presign(net, budget if not quick else min(budget, 6000))
+        h0 = net.status(0)["height"]
+        latencies, start, end = asyncio.run(closed_loop(urls, txs, clients, seconds))
+        used = len(latencies)
+        time.sleep(1.0)
+        h1 = net.status(0)["height"]
+        # Block times are in ms since the epoch; map the monotonic window onto wall time.
+        wall_end = time.time() - (time.monotonic() - end)
+        t0_ms, t1_ms = int((wall_end - (end - start)) * 1000), int(wall_end * 1000)
+        committed = committed_between(urls[0], t0_ms, t1_ms, h0, h1)
+        tps = committed / (end - start)
+        figures: dict[str, Any] = {
+            **limit, "committed_tps": round(tps, 1),
+            "ratio_to_limit": round(tps / limit["limit_tps"], 3) if limit["limit_tps"] else None,
+            "closed_loop_p50_ms": round(percentile(latencies, 50), 1),
+            "closed_loop_p99_ms": round(percentile(latencies, 99), 1),
+            "blocks": h1 - h0,
+        }
+        remaining = txs[used + 100:]
+        points = [0.5] if quick else [0.1, 0.5, 0.8]
+        for fraction in points:
+            rate = max(1.0, tps * fraction)
+            window = min(seconds, 5.0) if quick else seconds
+            lat = asyncio.run(open_loop(urls, remaining, rate, window))
+            remaining = remaining[int(rate * window) + 10:]
+            tag = f"{int(fraction * 100)}pct"
+            figures[f"p50_ms_{tag}"] = round(percentile(lat, 50), 1)
+            figures[f"p99_ms_{tag}"] = round(percentile(lat, 99), 1)
+            figures[f"rate_{tag}"] = round(rate, 1)
+        figures["p50_ms"] = figures["p50_ms_50pct"]
+        figures["p99_ms"] = figures.get("p99_ms_80pct", figures["p99_ms_50pct"])
+        figures["peak_rss_mb"] = [peak_rss_mb(p.pid) for p in net.procs.values()]
+        return figures
+    finally:
+        net.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(args: Any) -> int:
+    seconds = 5.0 if args.quick else args.seconds
+    figures = run(seconds, args.clients, args.nodes, args.quick, args.suite)
+    params = {"seconds": seconds, "clients": args.clients, "nodes": args.nodes,
+              "quick": args.quick, "suite": args.suite, "workload": "evidence.anchor"}
+    path = write_result("throughput", params, figures)
+    if not args.json:
+        print(f"limit line: {figures['cores']} cores × {figures['verifies_per_s_per_core']} "
+              f"SM2 verifies/s ÷ {figures['nodes']} nodes = {figures['limit_tps']} tx/s")
+        print(f"committed: {figures['committed_tps']} tx/s "
+              f"({figures['ratio_to_limit']} of the limit) in {figures['blocks']} blocks")
+        for key in sorted(k for k in figures if k.startswith("p50_ms_")):
+            tag = key.removeprefix("p50_ms_")
+            print(f"latency at {tag} of peak ({figures['rate_' + tag]} tx/s): "
+                  f"p50 {figures[key]} ms, p99 {figures['p99_ms_' + tag]} ms")
+        print(f"peak RSS per node (MB): {figures['peak_rss_mb']}")
+        print(f"result written to {path}")
+    print(json.dumps(figures))
+    return 0
