@@ -39,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
@@ -186,6 +186,7 @@ class Node:
         self.inbox: asyncio.Queue[tuple[str, Any]] | None = None
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.submitted_at: OrderedDict[bytes, float] = OrderedDict()
+        self.recent_latency: deque[float] = deque(maxlen=500)
         self.openapi_paths: dict[str, Any] = {**api.LEDGER_OPENAPI, **api_gov.GOV_OPENAPI}
         for app in app_modules():
             self.openapi_paths.update(app.OPENAPI)
@@ -214,6 +215,14 @@ class Node:
                              registry=r)
         self.m_dropped = Counter("govledger_dropped_peer_messages",
                                  "Peer messages dropped before consensus", ["reason"], registry=r)
+
+    def _recent_latency_ms(self) -> dict[str, float] | None:
+        """p50 / p90 of submit-to-commit over the last transactions admitted here."""
+        if not self.recent_latency:
+            return None
+        ordered = sorted(self.recent_latency)
+        pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)  # noqa: E731
+        return {"p50": pick(0.5), "p90": pick(0.9), "samples": len(ordered)}
 
     def count_rejection(self, code: str) -> None:
         self.m_rejected.labels(reason=code).inc()
@@ -246,6 +255,8 @@ class Node:
             "primary": names.get(r.primary(), r.primary().hex()),
             "is_validator": r.is_validator,
             "validators": [v.name for v in r.validators.validators],
+            "validator_keys": {v.name: v.public_key.hex() for v in r.validators.validators},
+            "commit_latency_ms": self._recent_latency_ms(),
             "peers": len(self.transport.connected()),
             "peers_connected": sorted(names.get(k, k.hex()[:16]) for k in
                                       self.transport.connected()),
@@ -408,6 +419,7 @@ class Node:
             started = self.submitted_at.pop(tx_id, None)
             if started is not None:
                 self.m_latency.observe(time.monotonic() - started)
+                self.recent_latency.append((time.monotonic() - started) * 1000)
             for fut in self.waiters.pop(tx_id, []):
                 if not fut.done():
                     fut.set_result({"tx_id": tx_id, "status": "committed", "height": height,
