@@ -45,7 +45,7 @@ async function pageExplorer(main) {
     <div class="cards" id="status-cards">
       ${card("height", st.height)}${card("view", st.view)}${card("primary", st.primary)}
       ${card("peers", `${st.peers} / ${st.validators.length - 1}`)}${card("mempool", st.mempool)}
-      ${card("latency", lat)}${card("stable", st.stable_checkpoint)}${card("chain", st.chain_id)}
+      ${card("latency", lat)}${card("stable", st.stable_checkpoint)}
     </div>
     <h2>${esc(t("latest_blocks"))}</h2>
     <table id="blocks"><thead><tr><th>${esc(t("height"))}</th><th>${esc(t("time"))}</th>
@@ -75,13 +75,19 @@ async function pageBlock(main, height) {
   const b = await api(`/v1/blocks/${encodeURIComponent(height)}`);
   const results = b.results || [];
   const signers = (b.certificate ? b.certificate.signatures : []).map(s => NAMES[s.validator] || short(s.validator, 8));
+
+  const h = b.header;
+  const senders = [...new Set(b.txs.map(tx => tx.sender))];
+  const who = {};
+  await Promise.all(senders.map(async k => {
+    try { const a = await api(`/v1/accounts/${k}`); who[k] = a.name; } catch { who[k] = null; }
+  }));
   const rows = b.txs.map((tx, i) => {
     const r = results[i] || {};
     const res = r.ok ? `<span class="tag ok">ok</span>` : `<span class="tag bad">${esc(r.code)}</span> ${esc(r.reason)}`;
     return `<tr><td>${i}</td><td><code>${esc(short(tx.tx_id, 16))}</code></td><td>${esc(tx.type)}</td>
-      <td><code>${esc(short(tx.sender, 16))}</code></td><td>${res}</td></tr>`;
+      <td>${who[tx.sender] ? esc(who[tx.sender]) : `<code>${esc(short(tx.sender, 16))}</code>`}</td><td>${res}</td></tr>`;
   }).join("");
-  const h = b.header;
   main.innerHTML = `<p><a href="#/explorer">← ${esc(t("back"))}</a></p>
     <h1>${esc(t("block"))} ${b.height}</h1>
     <table><tbody>
@@ -94,7 +100,7 @@ async function pageBlock(main, height) {
       <tr><th>state_root</th><td><code>${esc(h.state_root)}</code></td></tr>
       <tr><th>${esc(t("signers"))}</th><td>${esc(signers.join(", ") || "—")}</td></tr>
     </tbody></table>
-    <h2>${esc(t("txs"))}</h2>
+    <h2>${esc(t("transactions"))}</h2>
     ${b.txs.length ? `<table><thead><tr><th>#</th><th>tx</th><th>${esc(t("type"))}</th><th>${esc(t("sender"))}</th>
       <th>${esc(t("result"))}</th></tr></thead><tbody>${rows}</tbody></table>` : `<p class="muted">${esc(t("no_txs"))}</p>`}`;
 }
