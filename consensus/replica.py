@@ -944,6 +944,7 @@ class Replica:
 
     def _on_blocks(self, m: Blocks, now_ms: int) -> list[Effect]:
         effects: list[Effect] = []
+        before = self.executed
         for cb in m.blocks:
             header = cb.block.header
             if header.height <= self.executed:
@@ -960,7 +961,11 @@ class Replica:
                 break
             self.stats["blocks_fetched"] += 1
             effects += self._execute(pending, cb.certificate, now_ms)
-        self.fetch_deadline = None
+        if self.executed > before:
+            self.fetch_deadline = None  # progress: ask for the next range at once
+        # Otherwise (stale, duplicate or rejected blocks) the fetch timer runs out first and
+        # the next request goes to another peer: asking again at once would loop without
+        # bound against a peer that keeps answering with blocks we cannot use.
         return effects
 
     def _on_status(self, st: Status, now_ms: int) -> list[Effect]:

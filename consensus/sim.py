@@ -143,6 +143,9 @@ class Node:
         return self.replica is not None
 
 
+MAX_EVENTS_PER_NODE = 40_000  # healthy runs use well under a tenth of this
+
+
 @dataclass
 class SimResult:
     seed: int
@@ -175,6 +178,10 @@ class Simulation:
         self.seq = 0
         self.now = 0
         self.events = 0
+        # A run that needs far more events than any healthy one is a message storm (replicas
+        # answering each other without waiting): a liveness bug, and a run that would
+        # otherwise never end in wall-clock time since virtual time barely moves.
+        self.max_events = MAX_EVENTS_PER_NODE * nodes
         self.trace = hashlib.sha256()
         self.safety: list[str] = []
         self.canonical: dict[int, bytes] = {}
@@ -274,13 +281,17 @@ class Simulation:
                 break
             self.now = at
             self.events += 1
+            if self.events > self.max_events:
+                liveness = (f"message storm: {self.max_events} events by virtual time "
+                            f"{self.now} ms")
+                break
             self._handle(kind, data)
             self._check_safety()
             if self.safety:
                 break  # the first violation is the interesting one
             if self.now >= self.fault_end and self._all_done():
                 break
-        if not self.safety and not self._all_done():
+        if not self.safety and liveness is None and not self._all_done():
             liveness = self._liveness_report()
         committed = max((n.chain.height for n in self.nodes if n.honest), default=0)
         views = sum(n.replica.stats["view_changes"] for n in self.nodes if n.replica)

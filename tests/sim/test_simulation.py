@@ -74,3 +74,15 @@ def test_every_planted_bug_is_caught() -> None:
     assert set(result) == set(MUTANTS)
     survivors = [name for name, r in result.items() if not r["caught"]]
     assert not survivors, f"mutants not caught: {survivors}"
+
+
+def test_unusable_blocks_do_not_start_a_message_storm() -> None:
+    """Goal: a replica whose state-transfer peer keeps answering with blocks it cannot apply
+    waits for its fetch timer before asking again, so a run's cost stays bounded. Method:
+    seed 0 with prepared certificates dropped from VIEW-CHANGE once forked a node and then
+    fetched and rejected blocks without pause, with virtual time standing still (CI hung on
+    it); the simulator's event budget must not be what ends the run."""
+    result = run_seed(0, 4, 1, MUTANTS["drop_prepared_certs"])
+    assert not (result.liveness_violation or "").startswith("message storm"), \
+        result.liveness_violation
+    assert result.events < 40_000
