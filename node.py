@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""govledger node: ``python node.py init | run | up | demo``.
+"""govledger node: ``python node.py init | join | run | up | demo``.
 
 Theory of operation
 -------------------
@@ -60,13 +60,13 @@ from consensus.replica import Replica, ReplicaConfig
 from consensus.transport import PeerTransport
 from ledger import acl, api, api_gov, evidence, governance, reads
 from ledger.admission import Admission, Limits, Rejection, verify_batch
-from ledger.chain import Chain
-from ledger.codec import decode
+from ledger.chain import Chain, scheduled_validators
+from ledger.codec import decode_value
 from ledger.crypto import load_private_key_file, sm2_backend_name
 from ledger.errors import CorruptionError, DecodeError, GovledgerError
 from ledger.execution import Registry
 from ledger.genesis import Genesis, load_genesis
-from ledger.network import NodeConfig, init_network, load_node_config
+from ledger.network import NodeConfig, init_network, join_network, load_node_config
 from ledger.privacy import load_consortium_key
 from ledger.store import LevelDBStore
 from ledger.tx import Transaction
@@ -173,16 +173,17 @@ class Node:
             self.store.close()
             raise
         self.limits = Limits(tx_bytes_max=config.tx_bytes_max,
-                             valid_window_ms=int(self.genesis.config_value("tx_valid_window_ms")
-                                                 or Limits.valid_window_ms),
                              sender_rate_per_s=config.sender_rate_per_s,
                              sender_burst=config.sender_burst)
+        self._apply_chain_config()
         self.admission = Admission(self.genesis.chain_id, self.registry, self.limits)
         self.verify_workers = verify_workers
         self.pool: Executor | None = None
         self.verifier = BatchVerifier(self.genesis.suite, None)
+        self._dial_peers, self._allowed_peers = self._peer_plan()
         self.transport = PeerTransport(self.suite, self.key, self.genesis.chain_id,
-                                       self._peer_addresses(), self._on_peer_message)
+                                       self._dial_peers, self._on_peer_message,
+                                       allowed=self._peer_allowed)
         self.inbox: asyncio.Queue[tuple[str, Any]] | None = None
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.submitted_at: OrderedDict[bytes, float] = OrderedDict()
@@ -221,7 +222,10 @@ class Node:
         if not self.recent_latency:
             return None
         ordered = sorted(self.recent_latency)
-        pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)  # noqa: E731
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
         return {"p50": pick(0.5), "p90": pick(0.9), "samples": len(ordered)}
 
     def count_rejection(self, code: str) -> None:
@@ -267,6 +271,7 @@ class Node:
     async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]:
         if self._stopping or self.inbox is None:
             raise Rejection(503, "unavailable", "the node is shutting down")
+        self._require_validator()
         tx_id = tx.tx_id(self.suite)
         self.admission.check(
             tx, tx_id, now_ms(), self.chain.state_get,
@@ -299,47 +304,70 @@ class Node:
     async def authorize_read(self, request: web.Request, roles: tuple[str, ...]
                              ) -> acl.AccountRecord:
         """Check a signed read (see ledger.reads) for this request, then log it on the ledger."""
-        header = request.headers.get(reads.HEADER)
-        need = " or ".join(roles)
-        if not header:
-            raise Rejection(401, "signature_required", f"this query needs a signed read (header "
-                                                       f"{reads.HEADER}) by a key with the "
-                                                       f"{need} role")
-        try:
-            tx = decode(bytes.fromhex(header), Transaction, max_size=8192)
-        except (ValueError, DecodeError) as exc:
-            raise Rejection(400, "bad_encoding", f"{reads.HEADER} does not decode: {exc}") from None
-        now = now_ms()
-        if tx.type != reads.READ_TX or tx.chain_id != self.genesis.chain_id:
-            raise Rejection(400, "bad_request", "the signed read is not an access.read of "
-                                                "this chain")
-        if not now <= tx.valid_until <= now + reads.WINDOW_MS:
-            raise Rejection(401, "stale", "the signed read has expired or is dated too far "
-                                          "ahead; sign a fresh one")
-        wanted = {"method": request.method, "path": request.path,
-                  "query": dict(sorted(request.query.items()))}
-        if tx.payload != wanted:
-            raise Rejection(401, "wrong_request", "the signed read is for another request")
+        tx = reads.parse_header(request.headers.get(reads.HEADER), roles)
+        self._require_validator()  # else the read could not be logged
         tx_id = tx.tx_id(self.suite)
-        if self.store.get_tx_location(tx_id) is not None or tx_id in self.replica.mempool \
-                or tx_id in self.submitted_at:
-            raise Rejection(409, "replayed", "this signed read was used before")
+        wanted = reads.ReadRequest(request.method, request.path, list(request.query.items()))
+        reads.check_request(tx, wanted, self.genesis.chain_id, now_ms(), self._read_used, tx_id)
         if not await self.verifier.verify(tx):
             raise Rejection(401, "bad_signature", "the signed read's signature does not verify")
-        account = acl.active_account(self.chain.state_get, tx.sender)
-        if account is None:
-            raise Rejection(403, "forbidden", "the reader is not a registered account")
-        if not any(role in account.roles for role in roles):
-            raise Rejection(403, "forbidden", f"{account.name} does not have the {need} role")
+        account = reads.check_reader(self.chain.state_get, tx, roles)
+        if self._read_used(tx_id):  # the same read raced in while its signature was checked
+            raise Rejection(409, "replayed", "this signed read was used before")
         self.submitted_at[tx_id] = time.monotonic()
         self._enqueue("submit", tx)
         return account
 
+    def _require_validator(self) -> None:
+        """Only a validator can get a transaction ordered: the others drop gossip from a
+        non-validator, so what a joining (or removed) node accepted would never commit."""
+        if self.replica.is_validator:
+            return
+        urls = ", ".join(f"http://{v.address}" for v in self.replica.validators.validators[:4])
+        raise Rejection(503, "not_a_validator",
+                        f"{self.name} is not a validator (yet, or any more), so it cannot have "
+                        f"transactions or signed reads ordered; send them to a validator: {urls}")
+
+    def _read_used(self, tx_id: bytes) -> bool:
+        return (self.store.get_tx_location(tx_id) is not None or tx_id in self.replica.mempool
+                or tx_id in self.submitted_at)
+
     # -- peers -----------------------------------------------------------------------------------
 
-    def _peer_addresses(self) -> dict[bytes, str]:
-        return {v.public_key: v.address for v in self.replica.validators.validators
-                if v.public_key != self.me}
+    def _peer_plan(self) -> tuple[dict[bytes, str], set[bytes]]:
+        """Whom to dial, and whom to accept: the validators of the next block and those
+        scheduled to join (or leave) at a later height.
+
+        Validators dial a scheduled newcomer as soon as the decision is appended, so it
+        catches up by state transfer before it has to vote. A node that is in neither set
+        (a newcomer not yet added, or a validator that was removed) dials nobody — it
+        would only be refused — and accepts the validators it knows of, which dial it
+        once they have scheduled it.
+        """
+        known = {v.public_key: v.address for v in self.replica.validators.validators}
+        scheduled = scheduled_validators(self.chain.state_get)
+        if scheduled is not None:
+            known.update((v.public_key, v.address) for v in scheduled.validators)
+        member = known.pop(self.me, None) is not None
+        return (known if member else {}), set(known)
+
+    def _peer_allowed(self, key: bytes) -> bool:
+        return key in self._allowed_peers
+
+    def _refresh_peers(self) -> None:
+        dial, allowed = self._peer_plan()
+        if (dial, allowed) != (self._dial_peers, self._allowed_peers):
+            log.info("peers change: dialling %d, accepting %d", len(dial), len(allowed))
+            self._dial_peers, self._allowed_peers = dial, allowed
+            self.transport.set_peers(dial)
+
+    def _apply_chain_config(self) -> None:
+        """Admission follows the committee's on-chain settings (the replica does too)."""
+        raw = self.chain.state_get(b"sys/config")
+        config = decode_value(raw) if raw is not None else {}
+        window = config.get("tx_valid_window_ms") if isinstance(config, dict) else None
+        self.limits.valid_window_ms = (window if isinstance(window, int) and window > 0
+                                       else Limits.valid_window_ms)
 
     def _on_peer_message(self, peer: bytes, payload: bytes) -> None:
         try:
@@ -407,7 +435,6 @@ class Node:
         self._arm_timer()
 
     def _append(self, effect: Append) -> None:
-        before = self.replica.validators.public_keys()
         self.chain.append(effect.pending, effect.certificate)
         block = effect.pending.block
         height = block.header.height
@@ -424,8 +451,9 @@ class Node:
                 if not fut.done():
                     fut.set_result({"tx_id": tx_id, "status": "committed", "height": height,
                                     "index": index, "result": result})
-        if self.replica.validators.public_keys() != before:
-            self.transport.set_peers(self._peer_addresses())
+        self._refresh_peers()
+        if b"sys/config" in effect.pending.execution.state_changes:
+            self._apply_chain_config()
 
     def _arm_timer(self) -> None:
         deadline = self.replica.next_deadline_ms()
@@ -450,7 +478,10 @@ class Node:
         self.transport.add_routes(app)
         web_root = ROOT / "web"
         if (web_root / "index.html").exists():
-            app.router.add_get("/", lambda _: web.FileResponse(web_root / "index.html"))
+            async def dashboard(_: web.Request) -> web.FileResponse:
+                return web.FileResponse(web_root / "index.html")
+
+            app.router.add_get("/", dashboard)
             app.router.add_static("/static/", web_root, show_index=False)
         app.cleanup_ctx.append(self._lifecycle)
         return app
@@ -550,6 +581,25 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_join(args: argparse.Namespace) -> int:
+    layout = join_network(Path(args.dir), args.name, port=args.port, host=args.host)
+    key_hex = layout.public_key.hex()
+    key_file = str(layout.committee_key) if layout.committee_key else "COMMITTEE_MEMBER_KEY.pem"
+    print(f"created {args.name} in {layout.config_path.parent} (not a validator yet)")
+    print(f"  public key: {key_hex}")
+    print(f"  address:    {layout.address}")
+    print("1. start it (it waits, then catches up by state transfer once it is added):")
+    print(f"   python node.py run --config {layout.config_path}")
+    print("2. a committee member proposes adding it:")
+    print(f"   govledger --node {layout.node_url} gov propose add_validator name={args.name} "
+          f"public_key={key_hex} address={layout.address} --key {key_file}")
+    print("3. the other members vote until two thirds approve:")
+    print(f"   govledger --node {layout.node_url} gov vote PROPOSAL_ID approve "
+          "--key MEMBER_KEY.pem")
+    print("It votes from the first height after the next checkpoint once the proposal passes.")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_node_config(Path(args.config))
     context = setup_logging(args.log_level or config.log_level)
@@ -611,6 +661,7 @@ class Cluster:
                 proc.wait()
 
     def wait_ready(self, timeout_s: float = 60) -> bool:
+        import http.client
         import urllib.request
 
         deadline = time.monotonic() + timeout_s
@@ -621,7 +672,9 @@ class Cluster:
                     with urllib.request.urlopen(url + "/v1/status", timeout=2) as resp:
                         if resp.status == 200:
                             pending.discard(url)
-                except OSError:
+                except (OSError, http.client.HTTPException):
+                    # Not listening yet; a connect to a free local port can even reach
+                    # itself (TCP self-connect) and read back its own request.
                     pass
             if any(p.poll() is not None for p in self.procs):
                 return False
@@ -698,6 +751,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--with-sample-orgs", action="store_true")
     p.add_argument("--chain-id", default="govledger-local")
     p.add_argument("--force", action="store_true", help="overwrite an existing network")
+    p = sub.add_parser("join", help="create the folder of a new node (not a validator yet) "
+                                    "and print the add_validator proposal to make")
+    p.add_argument("--dir", required=True, help="the network folder (holds genesis.json)")
+    p.add_argument("--name", required=True, help="node name and folder, e.g. node4")
+    p.add_argument("--port", type=int, help="HTTP and peer port (default: the network's "
+                                            "highest + 1)")
+    p.add_argument("--host", default="127.0.0.1", help="address it serves on and others dial")
     p = sub.add_parser("run", help="run one node in the foreground")
     p.add_argument("--config", required=True)
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -712,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--check", action="store_true", help="load the samples, then stop (for CI)")
     args = parser.parse_args(argv)
-    commands = {"init": cmd_init, "run": cmd_run, "up": cmd_up, "demo": cmd_demo}
+    commands = {"init": cmd_init, "join": cmd_join, "run": cmd_run, "up": cmd_up,
+                "demo": cmd_demo}
     try:
         return commands[args.command](args)
     except GovledgerError as exc:

@@ -26,7 +26,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".govledger-install-stamp"
 # Packages checked by ruff and `mypy --strict`.
-TYPED_PACKAGES = ["ledger", "consensus"]
+TYPED_PACKAGES = ["ledger", "consensus", "certs", "fiscal", "client", "node.py", "bench"]
 
 
 def say(msg: str) -> None:

@@ -139,10 +139,11 @@ class Replica:
         self.chain_id = chain.chain_id
         self.key = key
         self.me = key.public_key().raw
-        self.config = config
-        # On-chain settings as of now; a later committee decision changing them is applied
-        # when the block that made it is executed (see _reconfigure).
+        # On-chain settings as of now: those the committee changed since genesis apply over
+        # ``config`` (a restarted replica must not fall back to the genesis values); a later
+        # decision is applied when the block that made it is executed (see _reconfigure).
         self._config_raw: bytes | None = chain.reader()(b"sys/config")
+        self.config = config.with_chain_config(self._changed_since_genesis(chain.genesis))
         self.executed = chain.height
         self.tip: Pending | None = None
         self.validators: ValidatorSet = chain.validators_for(self.executed + 1)
@@ -165,7 +166,7 @@ class Replica:
         self.fetch_peer: bytes | None = None
         self.request_deadline: int | None = None
         self.vc_deadline: int | None = None
-        self.vc_timeout = config.view_change_timeout_ms
+        self.vc_timeout = self.config.view_change_timeout_ms
         self.retransmit_deadline: int | None = None
         self.status_deadline: int | None = None
         self.mempool: OrderedDict[bytes, tuple[Transaction, int]] = OrderedDict()
@@ -213,6 +214,15 @@ class Replica:
                 self.new_view_msg = decode(raw, NewView)
         except (DecodeError, AssertionError, KeyError) as exc:
             raise InputError(f"persisted consensus state is unreadable: {exc}") from None
+
+    def _changed_since_genesis(self, genesis: Genesis) -> dict[str, object]:
+        if self._config_raw is None:
+            return {}
+        current = decode_value(self._config_raw)
+        if not isinstance(current, dict):
+            return {}
+        initial = {name: genesis.config_value(name) for name in ON_CHAIN}
+        return {k: v for k, v in current.items() if k in initial and initial[k] != v}
 
     def persist(self, changes: dict[bytes, bytes | None]) -> list[Effect]:
         """Seam: the Persist effect that must precede a vote (see effects.py)."""
@@ -670,7 +680,11 @@ class Replica:
         if nxt is not None and nxt.waiting is not None:
             waiting, fresh = nxt.waiting, not nxt.waiting_reproposal
             nxt.waiting = None
-            effects += self._accept_pre_prepare(waiting, now_ms, fresh=fresh)
+            if waiting.sender != self.primary(waiting.view):
+                # Held under the old validator set; the new set has another primary.
+                effects += self._drop(waiting, "its sender is not the primary of the new set")
+            else:
+                effects += self._accept_pre_prepare(waiting, now_ms, fresh=fresh)
         return effects
 
     def _reconfigure(self, height: int) -> None:

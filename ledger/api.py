@@ -231,7 +231,7 @@ def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = F
 
 LEDGER_OPENAPI: dict[str, Any] = {
     "/v1/tx": {"post": op("Submit a signed transaction", [("wait", "query")], body=True,
-                           statuses=(200, 202, 400, 401, 403, 409, 413, 429))},
+                           statuses=(200, 202, 400, 401, 403, 409, 413, 429, 503))},
     "/v1/tx/{tx_id}": {"get": op("Transaction status, result and inclusion proof",
                                   [("tx_id", "path")])},
     "/v1/status": {"get": op("Node status", statuses=(200,))},

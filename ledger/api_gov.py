@@ -27,10 +27,23 @@ def _limit(request: web.Request, default: int = 50, most: int = 500) -> int:
     return int(text)
 
 
+def _proposal_view(node: Any, proposal: dict[str, Any], members: list[bytes]
+                   ) -> dict[str, Any]:
+    """A proposal as stored, with its tally among the current committee and its status as of
+    the head block (an open proposal past ``expires_at`` shows as ``expired``)."""
+    approvals, rejections = governance.tally(proposal, members)
+    return {**proposal, "status": governance.display_status(proposal, node.chain.head().time),
+            "approvals": approvals, "rejections": rejections,
+            "needed": governance.needed(len(members)), "committee_size": len(members)}
+
+
 async def list_proposals(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    items = governance.list_proposals(node.chain.state_get, _limit(request))
-    return reply(request, {"proposals": items, "committee": acl.committee(node.chain.state_get)})
+    members = acl.committee(node.chain.state_get)
+    items = [_proposal_view(node, p, members)
+             for p in governance.list_proposals(node.chain.state_get, _limit(request))]
+    return reply(request, {"proposals": items, "committee": members,
+                           "needed": governance.needed(len(members))})
 
 
 async def get_proposal(request: web.Request) -> web.Response:
@@ -41,13 +54,7 @@ async def get_proposal(request: web.Request) -> web.Response:
     proposal = governance.get_proposal(node.chain.state_get, int(text))
     if proposal is None:
         return error(404, "not_found", f"no proposal {text}")
-    members = acl.committee(node.chain.state_get)
-    votes = proposal.get("votes") or {}
-    assert isinstance(votes, dict)
-    approvals = sum(1 for m in members if votes.get(m.hex()) is True)
-    needed = -(-2 * len(members) // 3)
-    return reply(request, {**proposal, "approvals": approvals, "needed": needed,
-                           "committee_size": len(members)})
+    return reply(request, _proposal_view(node, proposal, acl.committee(node.chain.state_get)))
 
 
 async def list_kinds(request: web.Request) -> web.Response:
@@ -63,7 +70,7 @@ def _org_view(node: Any, record: acl.OrgRecord) -> dict[str, Any]:
         account = acl.get_account(node.chain.state_get, key)
         if account is not None:
             accounts.append({"public_key": key, "name": account.name, "roles": account.roles,
-                             "revoked_at": account.revoked_at})
+                             "revoked_at": account.revoked_at, "valid_from": account.valid_from})
     return {"name": record.name, "uscc": record.uscc, "kind": record.kind,
             "region": record.region, "accounts": accounts}
 
@@ -102,6 +109,7 @@ async def get_account(request: web.Request) -> web.Response:
         return error(404, "not_found", "no account for this key")
     return reply(request, {"public_key": key, "name": account.name, "org": account.org,
                            "roles": account.roles, "revoked_at": account.revoked_at,
+                           "valid_from": account.valid_from,
                            "committee": key in acl.committee(node.chain.state_get)})
 
 
@@ -128,7 +136,7 @@ GOV_OPENAPI: dict[str, Any] = {
     "/v1/accounts/{key}": {"get": op("An account (key) with its roles", [("key", "path")])},
     "/v1/access-log": {"get": op("Signed reads served (auditor, signed read; logged)",
                                   [("limit", "query"), ("X-Govledger-Read", "header")],
-                                  statuses=(200, 400, 401, 403, 409))},
+                                  statuses=(200, 400, 401, 403, 409, 503))},
 }
 
 

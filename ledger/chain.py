@@ -121,10 +121,17 @@ def effective_height(commit_height: int, checkpoint_interval: int) -> int:
 
 
 def schedule_validator_change(
-    state: StateView, validators: ValidatorSet, commit_height: int, checkpoint_interval: int
+    state: StateView, validators: ValidatorSet, commit_height: int, checkpoint_interval: int,
+    replace: bool = False,
 ) -> int:
-    """Write ``sys/validators/next``; TxRejected if a change is already scheduled."""
-    if state.get(NEXT_VALIDATORS_KEY) is not None:
+    """Write ``sys/validators/next``; return its effective height.
+
+    TxRejected if a change is already scheduled, unless ``replace``: then ``validators``
+    (which the caller built on top of the scheduled set) supersedes it, effective at the
+    height computed here — never earlier than the one it replaces, and before that
+    height no replica has switched, so every replica still switches at the same block.
+    """
+    if state.get(NEXT_VALIDATORS_KEY) is not None and not replace:
         raise TxRejected("a validator-set change is already scheduled")
     try:
         validators.validate()
@@ -169,6 +176,19 @@ def validators_from_state(state_get: Callable[[bytes], bytes | None], height: in
         return _decode_set(raw)
     except (DecodeError, AssertionError, KeyError) as exc:
         raise CorruptionError(f"validator set in state is unreadable: {exc}") from None
+
+
+def scheduled_validators(state_get: Callable[[bytes], bytes | None]) -> ValidatorSet | None:
+    """The set scheduled to take over (``sys/validators/next``), or None."""
+    raw = state_get(NEXT_VALIDATORS_KEY)
+    if raw is None:
+        return None
+    try:
+        value = decode_value(raw)
+        assert isinstance(value, dict)
+        return _decode_set(_encode_set(value["validators"]))
+    except (DecodeError, AssertionError, KeyError) as exc:
+        raise CorruptionError(f"scheduled validator set in state is unreadable: {exc}") from None
 
 
 def _decode_set(raw: bytes) -> ValidatorSet:

@@ -96,6 +96,8 @@ BeginBlockHook = Callable[[StateView, int, int], None]
 # Admission's early permission check: the reason to refuse the sender (HTTP 403), or None.
 # It reads the latest committed state; execution re-checks everything at its own height.
 Precheck = Callable[[StateGet, Transaction], str | None]
+# A rule for every transaction's sender at a block height (None: the next block).
+SenderCheck = Callable[[StateGet, bytes, int | None], str | None]
 
 
 # Initial state an application derives from the genesis file (its ``apps`` section).
@@ -125,17 +127,23 @@ class Registry:
         self._prechecks: dict[str, Precheck] = {}
         self._begin_hooks: list[BeginBlockHook] = []
         self._genesis_hooks: list[GenesisHook] = []
-        self._sender_checks: list[Callable[[StateGet, bytes], str | None]] = []
+        self._sender_checks: list[SenderCheck] = []
         self.proposal_kinds: dict[str, ProposalKind] = {}
 
-    def add_sender_check(self, check: Callable[[StateGet, bytes], str | None]) -> None:
+    def add_sender_check(self, check: SenderCheck) -> None:
         """A rule every transaction's sender must pass (e.g. its key is not revoked)."""
         if check not in self._sender_checks:
             self._sender_checks.append(check)
 
-    def sender_problem(self, state_get: StateGet, sender: bytes) -> str | None:
+    def sender_problem(self, state_get: StateGet, sender: bytes, height: int | None = None
+                       ) -> str | None:
+        """Why ``sender`` may not send a transaction in block ``height`` (None: it may).
+
+        Execution passes the block's height; admission passes None, which means the
+        block after the state read (see ledger.acl on key rotation).
+        """
         for check in self._sender_checks:
-            problem = check(state_get, sender)
+            problem = check(state_get, sender, height)
             if problem:
                 return problem
         return None
@@ -261,7 +269,7 @@ def _execute_one(
     handler = registry.handler(tx.type)
     if handler is None:
         return _failed(tx_id, "unknown_type", f"no handler for transaction type {tx.type!r}")
-    problem = registry.sender_problem(block_state.get, tx.sender)
+    problem = registry.sender_problem(block_state.get, tx.sender, height)
     if problem:
         return _failed(tx_id, "forbidden", problem)
     ctx = ExecContext(

@@ -1,26 +1,33 @@
-"""Committee governance: proposals, votes, and the ledger's own decisions.
+"""Committee governance: proposals and votes, and the helpers proposal kinds use.
 
 Theory of operation
 -------------------
 The consortium changes only by committee decision recorded on the ledger.
-A committee member sends ``gov.propose`` with a *kind* and its parameters;
-the kind (registered by the application that owns the state it changes —
-the ledger for validators, committee, roles, organisations and configuration;
-``certs`` for certificate types, issuers and recognition agreements;
-``fiscal`` for red-flag thresholds) checks and normalises the parameters.
-The proposal gets the next number and the proposer's approval. Members then
-send ``gov.vote`` (approve or reject). In the block where approvals reach
-two thirds of the committee (``3 * approvals >= 2 * members``, i.e.
-ceil(2n/3) votes) the decision is applied, in that same block, by the
-kind's ``apply``; if it can no longer be applied (say, the issuer was
-removed meanwhile) the proposal is marked failed with the reason and
-nothing of it is written. Once enough members reject that two thirds can
-no longer be reached it is rejected; after ``expires_at`` (block time) no
-vote counts. Only votes of current members count.
+A committee member sends ``gov.propose`` ``{kind, params, ttl_ms}``; the kind
+(registered by the application that owns the state it changes — the ledger
+for validators, committee, roles, organisations and configuration, see
+:mod:`ledger.gov_kinds`; ``certs`` for certificate types, issuers and
+recognition agreements; ``fiscal`` for red-flag thresholds) checks and
+normalises the parameters. The proposal gets the next number and the
+proposer's approval. Members then send ``gov.vote`` ``{proposal_id,
+approve}``. In the block where approvals reach two thirds of the committee
+(``3 * approvals >= 2 * members``, i.e. ceil(2n/3) votes) the decision is
+applied, in that same block and atomically with the deciding vote, by the
+kind's ``apply``; if it can no longer be applied (say, the key was rotated
+meanwhile) the proposal is marked failed with the reason and nothing of it
+is written. Once enough members reject that two thirds can no longer be
+reached it is rejected. Only votes of the *current* members count, so a
+member removed (or a key rotated) after voting no longer counts.
+
+Expiry: a proposal's ``expires_at`` is the last block time at which votes
+count (creation block time + ``ttl_ms``). A vote after it is a failed
+transaction; the stored status stays ``open`` (a failed transaction writes
+nothing), and readers show it as ``expired`` (:func:`display_status`).
 
 Every failure — a non-member proposing or voting, a double vote, a vote on a
-closed or expired proposal, an unknown kind or bad parameters — is a failed
-transaction whose result says why.
+closed or expired proposal, an unknown kind, unknown payload fields or bad
+parameters — is a failed transaction whose result says why. Admission
+refuses a non-member's ``gov.*`` transaction early with 403.
 
 State (canonical msgpack values):
 
@@ -28,54 +35,101 @@ State (canonical msgpack values):
 - ``gov/next``: the next proposal number;
 - ``gov/proposal/<number, 8 bytes big-endian>``: ``{"id", "kind", "params",
   "proposer", "created_height", "expires_at", "votes": {key hex: bool},
-  "status": open|passed|rejected|failed, "closed_height", "reason"}``.
+  "status": open|passed|rejected|failed, "closed_height", "reason",
+  "outcome"}`` — ``outcome`` is what applying reported (e.g. the height at which
+  a validator-set change takes effect), ``{}`` until then.
 
-Validator-set decisions schedule the new set through
-:func:`ledger.chain.schedule_validator_change`: it takes effect at the first
-height after the next checkpoint, the same on every replica.
+On-chain configuration (``sys/config``) is changed by the ``set_config``
+kind; the ledger's settings have bounds (:data:`LEDGER_SETTINGS`), and
+applications add theirs with :func:`register_config_key`.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from ledger import acl
-from ledger.block import Validator, ValidatorSet
-from ledger.chain import NEXT_VALIDATORS_KEY, VALIDATORS_KEY, schedule_validator_change
-from ledger.codec import Value, decode, decode_value, encode_value
+from ledger.codec import Value, decode_value, encode_value
 from ledger.crypto import get_suite
-from ledger.errors import DecodeError, InputError, TxRejected
+from ledger.errors import InputError, TxRejected
 from ledger.execution import ExecContext, ProposalKind, Registry, StateGet, StateView
-from ledger.genesis import DEFAULT_CONFIG
-from ledger.ids import IdentifierError, validate_uscc
 
 PROPOSE_TX = "gov.propose"
 VOTE_TX = "gov.vote"
 NEXT_KEY = b"gov/next"
 PROPOSAL_PREFIX = b"gov/proposal/"
 CONFIG_KEY = b"sys/config"
+TTL_MIN_MS = 60_000
 TTL_DEFAULT_MS = 7 * 24 * 3600 * 1000
 TTL_MAX_MS = 90 * 24 * 3600 * 1000
-# Configuration the committee may change, beyond the ledger's defaults; applications
-# add theirs (e.g. red-flag thresholds) with register_config_key.
-_EXTRA_CONFIG: set[str] = set()
-# Changing these would move validator-set activation heights and watermarks under
-# running replicas, so they are fixed at genesis.
-FROZEN_CONFIG = {"checkpoint_interval"}
+
+# The ledger's settings the committee may change, with their bounds. Bounds keep a
+# decision from stalling the network: e.g. a PRE-PREPARE must fit in a transport frame.
+LEDGER_SETTINGS: dict[str, tuple[int, int]] = {
+    "batch_tx_max": (1, 100_000),
+    "batch_bytes_max": (64 * 1024, 8 * 1024 * 1024),
+    "batch_timeout_ms": (1, 10_000),
+    "view_change_timeout_ms": (500, 60_000),
+    "block_time_skew_ms": (1_000, 3_600_000),
+    "tx_valid_window_ms": (60_000, 30 * 24 * 3600 * 1000),
+}
+# Changing this would move validator-set activation heights and watermarks under
+# running replicas, so it is fixed at genesis.
+FROZEN_CONFIG = frozenset({"checkpoint_interval"})
+
+ConfigCheck = Callable[[Value], Value]
+# Applications' settings (e.g. red-flag thresholds): name -> check that normalises a
+# value or raises TxRejected. Filled at import time by the applications, the same on
+# every node.
+_APP_SETTINGS: dict[str, ConfigCheck] = {}
+# Called when an organisation key is rotated: (state, old key, new key, block height).
+RotationHook = Callable[[StateView, bytes, bytes, int], None]
+_ROTATION_HOOKS: list[RotationHook] = []
 
 
 def proposal_key(number: int) -> bytes:
     return PROPOSAL_PREFIX + struct.pack(">Q", number)
 
 
-def register_config_key(name: str) -> None:
-    _EXTRA_CONFIG.add(name)
+def positive_int(value: Value) -> Value:
+    """The default check of an application setting: a positive integer."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise TxRejected("must be a positive integer")
+    return value
+
+
+def register_config_key(name: str, check: ConfigCheck = positive_int) -> None:
+    """Let the committee change setting ``name`` of ``sys/config`` (an application's)."""
+    assert name not in LEDGER_SETTINGS and name not in FROZEN_CONFIG, name
+    _APP_SETTINGS[name] = check
+
+
+def register_rotation_hook(hook: RotationHook) -> None:
+    """Move an application's per-key state (e.g. issuer scopes) when a key is rotated."""
+    if hook not in _ROTATION_HOOKS:
+        _ROTATION_HOOKS.append(hook)
+
+
+def rotation_hooks() -> list[RotationHook]:
+    return list(_ROTATION_HOOKS)
+
+
+def settable_config() -> dict[str, ConfigCheck | tuple[int, int]]:
+    return {**LEDGER_SETTINGS, **_APP_SETTINGS}
 
 
 def passes(approvals: int, members: int) -> bool:
     """At least two thirds of the committee (ceil(2n/3) of n)."""
     return members > 0 and 3 * approvals >= 2 * members
+
+
+def needed(members: int) -> int:
+    """Approvals a proposal needs: ceil(2n/3)."""
+    return -(-2 * members // 3)
 
 
 def get_proposal(state_get: StateGet, number: int) -> dict[str, Value] | None:
@@ -90,7 +144,7 @@ def get_proposal(state_get: StateGet, number: int) -> dict[str, Value] | None:
 def list_proposals(state_get: StateGet, limit: int = 100) -> list[dict[str, Value]]:
     """The most recent proposals, newest first (bounded)."""
     raw = state_get(NEXT_KEY)
-    last = int(decode_value(raw)) - 1 if raw is not None else 0  # type: ignore[arg-type]
+    last = _int(decode_value(raw)) - 1 if raw is not None else 0
     out = []
     for number in range(last, max(0, last - limit), -1):
         p = get_proposal(state_get, number)
@@ -99,84 +153,134 @@ def list_proposals(state_get: StateGet, limit: int = 100) -> list[dict[str, Valu
     return out
 
 
+def display_status(proposal: dict[str, Value], time_ms: int) -> str:
+    """The status to show at block time ``time_ms``: an open proposal past its expiry is
+    ``expired`` (no vote can count any more)."""
+    status = str(proposal["status"])
+    expires = proposal["expires_at"]
+    if status == "open" and isinstance(expires, int) and time_ms > expires:
+        return "expired"
+    return status
+
+
+def tally(proposal: dict[str, Value], members: list[bytes]) -> tuple[int, int]:
+    """(approvals, rejections) among the current members."""
+    votes = proposal["votes"]
+    assert isinstance(votes, dict)
+    member_hex = {m.hex() for m in members}
+    approvals = sum(1 for k, v in votes.items() if k in member_hex and v is True)
+    rejections = sum(1 for k, v in votes.items() if k in member_hex and v is False)
+    return approvals, rejections
+
+
+def _int(value: Value) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+# -- registration ---------------------------------------------------------------------------
+
+
 def register(registry: Registry) -> None:
+    """The governance transactions, the ledger's proposal kinds and the revocation rule."""
+    from ledger.gov_kinds import LEDGER_KINDS  # the kinds use this module's helpers
+
     registry.register(PROPOSE_TX, propose, precheck=_member_precheck)
     registry.register(VOTE_TX, vote, precheck=_member_precheck)
     for kind in LEDGER_KINDS:
         registry.register_kind(kind)
-    registry.add_sender_check(_not_revoked)
+    registry.add_sender_check(_key_counts)
 
 
-def _not_revoked(state_get: StateGet, sender: bytes) -> str | None:
+def _key_counts(state_get: StateGet, sender: bytes, height: int | None) -> str | None:
+    """Every transaction: a revoked key (or one not valid yet) signs nothing."""
     account = acl.get_account(state_get, sender)
-    if account is not None and account.revoked_at is not None:
-        return f"sender's key was revoked at height {account.revoked_at}"
-    return None
+    return account.key_problem(height) if account is not None else None
+
+
+def _member_problem(state_get: StateGet, sender: bytes, height: int | None) -> str | None:
+    if sender not in acl.committee(state_get):
+        return "sender is not a member of the committee"
+    return acl.role_problem(state_get, sender, "committee", height)
 
 
 def _member_precheck(state_get: StateGet, tx: Any) -> str | None:
-    if tx.sender not in acl.committee(state_get):
-        return "sender is not a member of the committee"
-    return acl.role_problem(state_get, tx.sender, "committee")
+    return _member_problem(state_get, tx.sender, None)
+
+
+# -- transactions ---------------------------------------------------------------------------
 
 
 def _require_member(ctx: ExecContext) -> list[bytes]:
-    members = acl.committee(ctx.state.get)
-    if ctx.sender not in members:
-        raise TxRejected("sender is not a member of the committee")
-    problem = acl.role_problem(ctx.state.get, ctx.sender, "committee")
+    problem = _member_problem(ctx.state.get, ctx.sender, ctx.height)
     if problem:
         raise TxRejected(problem)
-    return members
+    return acl.committee(ctx.state.get)
+
+
+def _no_other_fields(payload: dict[str, Value], allowed: set[str]) -> None:
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise TxRejected(f"unknown payload field(s): {', '.join(unknown)}; expected "
+                         f"{', '.join(sorted(allowed))}")
 
 
 def propose(ctx: ExecContext) -> None:
     members = _require_member(ctx)
     payload = ctx.tx.payload
-    kind_name, params, ttl = payload.get("kind"), payload.get("params", {}), payload.get(
-        "ttl_ms", TTL_DEFAULT_MS)
+    _no_other_fields(payload, {"kind", "params", "ttl_ms"})
+    kind_name, params = payload.get("kind"), payload.get("params", {})
+    ttl = payload.get("ttl_ms", TTL_DEFAULT_MS)
     kinds = _kinds(ctx)
     if not isinstance(kind_name, str) or kind_name not in kinds:
         raise TxRejected(f"unknown proposal kind {kind_name!r}; known: {', '.join(sorted(kinds))}")
     if not isinstance(params, dict):
         raise TxRejected("payload.params must be a map")
-    if not isinstance(ttl, int) or not 60_000 <= ttl <= TTL_MAX_MS:
-        raise TxRejected(f"payload.ttl_ms must be between 60000 and {TTL_MAX_MS}")
-    normalised = kinds[kind_name].check(ctx.state.get, params)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not TTL_MIN_MS <= ttl <= TTL_MAX_MS:
+        raise TxRejected(f"payload.ttl_ms must be an integer from {TTL_MIN_MS} to {TTL_MAX_MS}")
+    try:
+        normalised = kinds[kind_name].check(ctx.state.get, params)
+    except TxRejected as exc:
+        raise TxRejected(f"{kind_name}: {exc}") from None
     raw_next = ctx.state.get(NEXT_KEY)
-    number = int(decode_value(raw_next)) if raw_next is not None else 1  # type: ignore[arg-type]
+    number = _int(decode_value(raw_next)) if raw_next is not None else 1
     ctx.state.put(NEXT_KEY, encode_value(number + 1))
     proposal: dict[str, Value] = {
         "id": number, "kind": kind_name, "params": normalised, "proposer": ctx.sender,
         "created_height": ctx.height, "expires_at": ctx.time_ms + ttl,
         "votes": {ctx.sender.hex(): True}, "status": "open", "closed_height": None, "reason": "",
+        "outcome": {},
     }
     _settle(ctx, proposal, members)
-    ctx.data = {"proposal_id": number, "status": proposal["status"]}
+    ctx.data = {"proposal_id": number, "status": proposal["status"],
+                "expires_at": proposal["expires_at"], "outcome": proposal["outcome"]}
 
 
 def vote(ctx: ExecContext) -> None:
     members = _require_member(ctx)
     payload = ctx.tx.payload
+    _no_other_fields(payload, {"proposal_id", "approve"})
     number, approve = payload.get("proposal_id"), payload.get("approve")
-    if not isinstance(number, int) or not isinstance(approve, bool):
-        raise TxRejected("payload needs proposal_id (int) and approve (bool)")
+    if isinstance(number, bool) or not isinstance(number, int) or not isinstance(approve, bool):
+        raise TxRejected("payload needs proposal_id (integer) and approve (boolean)")
     proposal = get_proposal(ctx.state.get, number)
     if proposal is None:
         raise TxRejected(f"no proposal {number}")
     if proposal["status"] != "open":
         raise TxRejected(f"proposal {number} is already {proposal['status']!s}")
-    expires = proposal["expires_at"]
-    assert isinstance(expires, int)
+    expires = _int(proposal["expires_at"])
     if ctx.time_ms > expires:
-        raise TxRejected(f"proposal {number} expired at {expires}")
+        raise TxRejected(f"proposal {number} expired at {expires} (block time {ctx.time_ms})")
     votes = proposal["votes"]
     assert isinstance(votes, dict)
     if ctx.sender.hex() in votes:
         raise TxRejected(f"sender already voted on proposal {number}")
     votes[ctx.sender.hex()] = approve
     _settle(ctx, proposal, members)
-    ctx.data = {"proposal_id": number, "status": proposal["status"]}
+    approvals, rejections = tally(proposal, members)
+    ctx.data = {"proposal_id": number, "status": proposal["status"], "approvals": approvals,
+                "rejections": rejections, "needed": needed(len(members)),
+                "outcome": proposal.get("outcome", {})}
 
 
 def _kinds(ctx: ExecContext) -> dict[str, ProposalKind]:
@@ -186,11 +290,7 @@ def _kinds(ctx: ExecContext) -> dict[str, ProposalKind]:
 
 def _settle(ctx: ExecContext, proposal: dict[str, Value], members: list[bytes]) -> None:
     """Count current members' votes; apply, reject or leave open; write the proposal."""
-    votes = proposal["votes"]
-    assert isinstance(votes, dict)
-    member_hex = {m.hex() for m in members}
-    approvals = sum(1 for k, v in votes.items() if k in member_hex and v is True)
-    rejections = sum(1 for k, v in votes.items() if k in member_hex and v is False)
+    approvals, rejections = tally(proposal, members)
     if passes(approvals, len(members)):
         kind = _kinds(ctx)[str(proposal["kind"])]
         scratch = StateView(ctx.state.get)
@@ -206,19 +306,18 @@ def _settle(ctx: ExecContext, proposal: dict[str, Value], members: list[bytes]) 
         else:
             ctx.state.writes.update(scratch.writes)
             ctx.index.writes.update(sub.index.writes)
-            proposal.update(status="passed", closed_height=ctx.height)
+            proposal.update(status="passed", closed_height=ctx.height, outcome=sub.data)
     elif not passes(len(members) - rejections, len(members)):
         proposal.update(status="rejected", closed_height=ctx.height,
                         reason="too many rejections for two thirds to approve")
-    number = proposal["id"]
-    assert isinstance(number, int)
-    ctx.state.put(proposal_key(number), encode_value(proposal))
+    ctx.state.put(proposal_key(_int(proposal["id"])), encode_value(proposal))
 
 
-# -- parameter helpers ----------------------------------------------------------------------
+# -- parameter helpers for proposal kinds (the applications' too) --------------------------
 
 
-def _key_param(state_get: StateGet, params: dict[str, Value], name: str) -> bytes:
+def key_param(state_get: StateGet, params: dict[str, Value], name: str) -> bytes:
+    """A public key of this chain's suite, given as bytes or hex."""
     value = params.get(name)
     if isinstance(value, str):
         try:
@@ -227,7 +326,7 @@ def _key_param(state_get: StateGet, params: dict[str, Value], name: str) -> byte
             raise TxRejected(f"params.{name} must be a public key (bytes or hex)") from None
     if not isinstance(value, bytes):
         raise TxRejected(f"params.{name} must be a public key (bytes or hex)")
-    suite = get_suite(_suite_name(state_get))
+    suite = get_suite(suite_name(state_get))
     try:
         suite.public_key(value)
     except InputError as exc:
@@ -235,7 +334,7 @@ def _key_param(state_get: StateGet, params: dict[str, Value], name: str) -> byte
     return value
 
 
-def _suite_name(state_get: StateGet) -> str:
+def suite_name(state_get: StateGet) -> str:
     raw = state_get(b"sys/chain")
     assert raw is not None
     chain = decode_value(raw)
@@ -243,327 +342,29 @@ def _suite_name(state_get: StateGet) -> str:
     return chain["suite"]
 
 
-def _str_param(params: dict[str, Value], name: str, max_len: int = 200) -> str:
+def str_param(params: dict[str, Value], name: str, max_len: int = 200) -> str:
     value = params.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > max_len:
         raise TxRejected(f"params.{name} must be a non-empty string of at most {max_len} chars")
+    if any(ord(c) < 0x20 for c in value):
+        raise TxRejected(f"params.{name} must not contain control characters")
     return value.strip()
 
 
-def _current_validators(state_get: StateGet) -> ValidatorSet:
-    if state_get(NEXT_VALIDATORS_KEY) is not None:
-        raise TxRejected("a validator-set change is already scheduled; wait until it applies")
-    raw = state_get(VALIDATORS_KEY)
-    assert raw is not None
-    try:
-        return decode(raw, ValidatorSet)
-    except DecodeError as exc:
-        raise TxRejected(f"validator set unreadable: {exc}") from None
+def only_params(params: dict[str, Value], allowed: set[str]) -> None:
+    """Refuse parameters a kind does not take (a typo must not be silently ignored)."""
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise TxRejected(f"unknown parameter(s) {', '.join(unknown)}; this kind takes "
+                         f"{', '.join(sorted(allowed)) or 'none'}")
 
 
-def _checkpoint_interval(state_get: StateGet) -> int:
+def read_config(state_get: StateGet) -> dict[str, Value]:
     raw = state_get(CONFIG_KEY)
     config = decode_value(raw) if raw is not None else {}
-    value = config.get("checkpoint_interval") if isinstance(config, dict) else None
-    return value if isinstance(value, int) else int(DEFAULT_CONFIG["checkpoint_interval"])  # type: ignore[arg-type]
-
-
-def _schedule(ctx: ExecContext, validators: list[Validator]) -> None:
-    schedule_validator_change(ctx.state, ValidatorSet(validators), ctx.height,
-                              _checkpoint_interval(ctx.state.get))
-
-
-def _grant(state: StateView, public_key: bytes, role: str, name: str = "", org: str = "") -> None:
-    account = acl.get_account(state.get, public_key)
-    if account is None:
-        if not name:
-            raise TxRejected("a new key needs params.name")
-        roles = [role]
-    else:
-        name, org, roles = account.name, account.org, sorted(set(account.roles) | {role})
-        if account.revoked_at is not None:
-            raise TxRejected("that key was revoked")
-    state.put(acl.account_key(public_key), acl.encode_account(name, org, roles))
-
-
-def _revoke(state: StateView, public_key: bytes, role: str) -> None:
-    account = acl.get_account(state.get, public_key)
-    if account is None or role not in account.roles:
-        raise TxRejected(f"that key does not have the {role} role")
-    roles = [r for r in account.roles if r != role]
-    state.put(acl.account_key(public_key),
-              acl.encode_account(account.name, account.org, roles, account.revoked_at))
-
-
-def _set_committee(state: StateView, members: list[bytes]) -> None:
-    state.put(acl.COMMITTEE_KEY, encode_value(sorted(set(members))))  # type: ignore[arg-type]
-
-
-# -- the ledger's proposal kinds ----------------------------------------------------------------
-
-
-def _check_add_validator(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    key = _key_param(state_get, p, "public_key")
-    current = _current_validators(state_get)
-    if current.index_of(key) is not None:
-        raise TxRejected("that key is already a validator")
-    address = _str_param(p, "address", 255)
-    if ":" not in address:
-        raise TxRejected("params.address must be host:port")
-    return {"public_key": key, "name": _str_param(p, "name", 64), "address": address}
-
-
-def _apply_add_validator(ctx: ExecContext, p: dict[str, Value]) -> None:
-    current = _current_validators(ctx.state.get)
-    key, name, address = p["public_key"], p["name"], p["address"]
-    assert isinstance(key, bytes) and isinstance(name, str) and isinstance(address, str)
-    if current.index_of(key) is not None:
-        raise TxRejected("that key is already a validator")
-    _schedule(ctx, [*current.validators, Validator(name, key, address)])
-    _grant(ctx.state, key, "validator", name=name)
-
-
-def _check_remove_validator(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    key = _key_param(state_get, p, "public_key")
-    current = _current_validators(state_get)
-    if current.index_of(key) is None:
-        raise TxRejected("that key is not a validator")
-    if current.size <= 1:
-        raise TxRejected("the last validator cannot be removed")
-    return {"public_key": key}
-
-
-def _apply_remove_validator(ctx: ExecContext, p: dict[str, Value]) -> None:
-    current = _current_validators(ctx.state.get)
-    key = p["public_key"]
-    if current.index_of(key) is None:  # type: ignore[arg-type]
-        raise TxRejected("that key is not a validator")
-    _schedule(ctx, [v for v in current.validators if v.public_key != key])
-    _revoke(ctx.state, key, "validator")  # type: ignore[arg-type]
-
-
-def _check_rotate_validator(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    old, new = _key_param(state_get, p, "old_key"), _key_param(state_get, p, "new_key")
-    current = _current_validators(state_get)
-    if current.index_of(old) is None:
-        raise TxRejected("params.old_key is not a validator")
-    if current.index_of(new) is not None or acl.get_account(state_get, new) is not None:
-        raise TxRejected("params.new_key is already in use")
-    return {"old_key": old, "new_key": new}
-
-
-def _apply_rotate_validator(ctx: ExecContext, p: dict[str, Value]) -> None:
-    current = _current_validators(ctx.state.get)
-    old, new = p["old_key"], p["new_key"]
-    assert isinstance(old, bytes) and isinstance(new, bytes)
-    index = current.index_of(old)
-    if index is None:
-        raise TxRejected("params.old_key is not a validator")
-    members = list(current.validators)
-    members[index] = Validator(members[index].name, new, members[index].address)
-    _schedule(ctx, members)
-    account = acl.get_account(ctx.state.get, old)
-    name = account.name if account else members[index].name
-    ctx.state.put(acl.account_key(new), acl.encode_account(name, account.org if account else "",
-                                                           account.roles if account else
-                                                           ["validator"]))
-    if account is not None:
-        ctx.state.put(acl.account_key(old), acl.encode_account(
-            account.name, account.org, account.roles, revoked_at=ctx.height + 1))
-
-
-def _check_committee_key(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    key = _key_param(state_get, p, "public_key")
-    if acl.active_account(state_get, key) is None:
-        raise TxRejected("params.public_key must be a registered, unrevoked account")
-    return {"public_key": key}
-
-
-def _apply_add_member(ctx: ExecContext, p: dict[str, Value]) -> None:
-    key = p["public_key"]
-    assert isinstance(key, bytes)
-    members = acl.committee(ctx.state.get)
-    if key in members:
-        raise TxRejected("already a committee member")
-    _grant(ctx.state, key, "committee")
-    _set_committee(ctx.state, [*members, key])
-
-
-def _apply_remove_member(ctx: ExecContext, p: dict[str, Value]) -> None:
-    key = p["public_key"]
-    assert isinstance(key, bytes)
-    members = acl.committee(ctx.state.get)
-    if key not in members:
-        raise TxRejected("not a committee member")
-    if len(members) == 1:
-        raise TxRejected("the committee cannot lose its last member")
-    _revoke(ctx.state, key, "committee")
-    _set_committee(ctx.state, [m for m in members if m != key])
-
-
-GRANTABLE = ("issuer", "finance", "auditor", "verifier", "enterprise")
-
-
-def _check_role(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    key = _key_param(state_get, p, "public_key")
-    role = p.get("role")
-    if role not in GRANTABLE:
-        raise TxRejected(f"params.role must be one of {', '.join(GRANTABLE)} (validators and "
-                         "committee members have their own proposal kinds)")
-    out: dict[str, Value] = {"public_key": key, "role": role}
-    if acl.get_account(state_get, key) is None:
-        out["name"] = _str_param(p, "name", 200)
-        org = p.get("org", "")
-        if not isinstance(org, str):
-            raise TxRejected("params.org must be a USCC string")
-        if org and acl.get_org(state_get, org) is None:
-            raise TxRejected(f"no organisation with USCC {org}")
-        out["org"] = org
-    return out
-
-
-def _apply_grant(ctx: ExecContext, p: dict[str, Value]) -> None:
-    key, role = p["public_key"], p["role"]
-    assert isinstance(key, bytes) and isinstance(role, str)
-    name, org = p.get("name", ""), p.get("org", "")
-    _grant(ctx.state, key, role, str(name or ""), str(org or ""))
-    if org:
-        _add_org_key(ctx.state, str(org), key)
-
-
-def _apply_revoke(ctx: ExecContext, p: dict[str, Value]) -> None:
-    key, role = p["public_key"], p["role"]
-    assert isinstance(key, bytes) and isinstance(role, str)
-    _revoke(ctx.state, key, role)
-
-
-def _config_value_ok(name: str, value: Value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _check_config(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    changes = p.get("changes")
-    if not isinstance(changes, dict) or not changes:
-        raise TxRejected("params.changes must be a non-empty map of setting -> value")
-    allowed = (set(DEFAULT_CONFIG) | _EXTRA_CONFIG) - FROZEN_CONFIG
-    for name, value in changes.items():
-        if name in FROZEN_CONFIG:
-            raise TxRejected(f"{name} is fixed at genesis")
-        if name not in allowed:
-            raise TxRejected(f"unknown setting {name!r}; settable: {', '.join(sorted(allowed))}")
-        if not _config_value_ok(name, value):
-            raise TxRejected(f"setting {name} must be a positive integer")
-    return {"changes": changes}
-
-
-def _apply_config(ctx: ExecContext, p: dict[str, Value]) -> None:
-    raw = ctx.state.get(CONFIG_KEY)
-    config = decode_value(raw) if raw is not None else {}
     assert isinstance(config, dict)
-    changes = p["changes"]
-    assert isinstance(changes, dict)
-    config.update(changes)
-    ctx.state.put(CONFIG_KEY, encode_value(config))
+    return config
 
 
-def _check_org(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    try:
-        uscc = validate_uscc(str(p.get("uscc", "")))
-    except IdentifierError as exc:
-        raise TxRejected(str(exc)) from None
-    if acl.get_org(state_get, uscc) is not None:
-        raise TxRejected(f"organisation {uscc} is already registered")
-    kind = p.get("kind")
-    if kind not in acl.ORG_KINDS:
-        raise TxRejected(f"params.kind must be one of {', '.join(acl.ORG_KINDS)}")
-    region = p.get("region")
-    if not isinstance(region, str) or len(region) != 6 or not region.isdigit():
-        raise TxRejected("params.region must be a 6-digit administrative division code")
-    keys_in = p.get("keys", [])
-    if not isinstance(keys_in, list):
-        raise TxRejected("params.keys must be a list of public keys")
-    keys = [_key_param(state_get, {"k": k}, "k") for k in keys_in]
-    for k in keys:
-        if acl.get_account(state_get, k) is not None:
-            raise TxRejected("a key in params.keys already belongs to an account")
-    return {"uscc": uscc, "name": _str_param(p, "name"), "kind": kind, "region": region,
-            "keys": keys}  # type: ignore[dict-item]
-
-
-def _apply_org(ctx: ExecContext, p: dict[str, Value]) -> None:
-    uscc, name, kind, region, keys = (p["uscc"], p["name"], p["kind"], p["region"], p["keys"])
-    assert isinstance(uscc, str) and isinstance(name, str) and isinstance(keys, list)
-    if acl.get_org(ctx.state.get, uscc) is not None:
-        raise TxRejected(f"organisation {uscc} is already registered")
-    ctx.state.put(acl.org_key(uscc), acl.encode_org(name, uscc, str(kind), str(region),
-                                                    [k for k in keys if isinstance(k, bytes)]))
-    roles = ["enterprise"] if kind == "enterprise" else []
-    for k in keys:
-        assert isinstance(k, bytes)
-        ctx.state.put(acl.account_key(k), acl.encode_account(name, uscc, roles))
-
-
-def _add_org_key(state: StateView, uscc: str, key: bytes) -> None:
-    org = acl.get_org(state.get, uscc)
-    if org is None:
-        raise TxRejected(f"no organisation with USCC {uscc}")
-    state.put(acl.org_key(uscc), acl.encode_org(org.name, uscc, org.kind, org.region,
-                                                [*org.keys, key]))
-
-
-def _check_rotate_org_key(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
-    old, new = _key_param(state_get, p, "old_key"), _key_param(state_get, p, "new_key")
-    account = acl.active_account(state_get, old)
-    if account is None:
-        raise TxRejected("params.old_key is not an active account")
-    if acl.get_account(state_get, new) is not None:
-        raise TxRejected("params.new_key already belongs to an account")
-    if "validator" in account.roles:
-        raise TxRejected("validator keys rotate with rotate_validator_key")
-    return {"old_key": old, "new_key": new}
-
-
-def _apply_rotate_org_key(ctx: ExecContext, p: dict[str, Value]) -> None:
-    old, new = p["old_key"], p["new_key"]
-    assert isinstance(old, bytes) and isinstance(new, bytes)
-    account = acl.active_account(ctx.state.get, old)
-    if account is None:
-        raise TxRejected("params.old_key is no longer active")
-    # The old key signs nothing from the next block on; the new one takes over its roles.
-    ctx.state.put(acl.account_key(old), acl.encode_account(
-        account.name, account.org, account.roles, revoked_at=ctx.height + 1))
-    ctx.state.put(acl.account_key(new), acl.encode_account(account.name, account.org,
-                                                           account.roles))
-    members = acl.committee(ctx.state.get)
-    if old in members:
-        _set_committee(ctx.state, [m for m in members if m != old] + [new])
-    if account.org:
-        org = acl.get_org(ctx.state.get, account.org)
-        if org is not None:
-            keys = [k for k in org.keys if k != old] + [new]
-            ctx.state.put(acl.org_key(org.uscc), acl.encode_org(org.name, org.uscc, org.kind,
-                                                                org.region, keys))
-
-
-LEDGER_KINDS = (
-    ProposalKind("add_validator", "add a validator node (name, public_key, address)",
-                 _check_add_validator, _apply_add_validator),
-    ProposalKind("remove_validator", "remove a validator node (public_key)",
-                 _check_remove_validator, _apply_remove_validator),
-    ProposalKind("rotate_validator_key", "replace a validator's key (old_key, new_key)",
-                 _check_rotate_validator, _apply_rotate_validator),
-    ProposalKind("add_committee_member", "add a committee member (public_key)",
-                 _check_committee_key, _apply_add_member),
-    ProposalKind("remove_committee_member", "remove a committee member (public_key)",
-                 _check_committee_key, _apply_remove_member),
-    ProposalKind("grant_role", "grant a role to a key (public_key, role[, name, org])",
-                 _check_role, _apply_grant),
-    ProposalKind("revoke_role", "revoke a role from a key (public_key, role)",
-                 _check_role, _apply_revoke),
-    ProposalKind("set_config", "change on-chain settings (changes: {name: value})",
-                 _check_config, _apply_config),
-    ProposalKind("register_org", "register an organisation (uscc, name, kind, region, keys)",
-                 _check_org, _apply_org),
-    ProposalKind("rotate_org_key", "replace an organisation key (old_key, new_key)",
-                 _check_rotate_org_key, _apply_rotate_org_key),
-)
+# Names kept for callers of the first version of this module.
+_key_param, _str_param = key_param, str_param

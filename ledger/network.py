@@ -32,6 +32,12 @@ writes, under ``DIR``:
     issues; read it with :func:`load_orgs`), ``cert_types.json`` (``[{"code",
     "name", "issuers": [uscc, ...]}]``) and a ``README.md`` saying who is who.
 
+``<name>/`` (``python node.py join --dir DIR --name NAME``, :func:`join_network`)
+    A node folder like ``node<i>/`` for a node that is not a validator yet: a
+    fresh key, a ``node.toml`` pointing at the existing genesis and a copy of
+    the consortium key. The committee makes it a validator with an
+    ``add_validator`` proposal naming its public key and address.
+
 Accounts: with sample orgs the five departments form the committee and hold
 their application roles (:data:`SAMPLE_ORGS`); the node keys are validators
 only. Without sample orgs each node key is also a committee member, so that
@@ -72,6 +78,7 @@ from ledger.genesis import DEFAULT_CONFIG, Account, Genesis, Org, load_genesis
 from ledger.ids import make_uscc, validate_uscc
 from ledger.privacy import (
     CONSORTIUM_KEY_FILE,
+    load_consortium_key,
     new_consortium_key,
     save_consortium_key,
 )
@@ -351,8 +358,11 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
     )
 
 
-def _node_toml(name: str, chain_id: str, port: int) -> str:
+def _node_toml(name: str, chain_id: str, port: int, host: str = LOCAL_HOST,
+               consortium: bool = True) -> str:
     limits = _SCHEMA["limits"]
+    secret = (f'consortium_key = "{CONSORTIUM_KEY_FILE}"  # HMAC key for personal identifiers '
+              "(keep it secret)" if consortium else "# consortium_key: none was found")
     return f"""\
 # govledger node configuration — {name} of chain {chain_id}
 [node]
@@ -360,10 +370,10 @@ name = {json.dumps(name)}
 genesis = "../{GENESIS_FILE}"   # paths are relative to this file
 key = "{NODE_KEY_FILE}"
 data_dir = "data"
-consortium_key = "{CONSORTIUM_KEY_FILE}"  # HMAC key for personal identifiers (keep it secret)
+{secret}
 
 [http]
-host = "{LOCAL_HOST}"
+host = {json.dumps(host)}
 port = {port}  # HTTP API and the peer WebSocket /v1/peer
 
 [limits]
@@ -606,8 +616,41 @@ def _build_genesis(
     orgs = [Org(name=org.name, uscc=org.uscc,
                 kind="enterprise" if "enterprise" in org.roles else "department",
                 region=SAMPLE_REGION) for org in SAMPLE_ORGS] if org_keys else []
+    apps: dict[str, Value] = {"certs": _sample_certs_data()} if org_keys else {}
     return Genesis(chain_id=chain_id, suite=suite, time=time_ms, validators=validators,
-                   accounts=accounts, config=config, orgs=orgs)
+                   accounts=accounts, config=config, orgs=orgs, apps=apps)
+
+
+# Type-specific fields of the sample certificate types (name, label, required).
+_SAMPLE_TYPE_FIELDS: Final[dict[str, tuple[tuple[str, str, bool], ...]]] = {
+    BUSINESS_LICENCE.code: (
+        ("entity_type", "类型", True), ("legal_representative", "法定代表人", True),
+        ("registered_capital", "注册资本", False), ("established", "成立日期", True),
+        ("address", "住所", True), ("business_scope", "经营范围", False)),
+    HR_SERVICE_PERMIT.code: (
+        ("service_scope", "服务范围", True), ("address", "服务场所", True),
+        ("person_in_charge", "负责人", False)),
+}
+
+
+def _sample_certs_data() -> Value:
+    """Initial data of the certificates application (``genesis.apps["certs"]``, applied by
+    ``certs.kinds``): the sample types with their schemas and issuers, and one
+    mutual-recognition agreement — 税务局 accepts 营业执照 from 市场监督管理局."""
+    types: list[Value] = [
+        {"code": t.code, "name": t.name, "holder_code_types": ["001"],
+         "fields": [{"name": n, "label": label, "required": req}
+                    for n, label, req in _SAMPLE_TYPE_FIELDS[t.code]]}
+        for t in SAMPLE_CERT_TYPES
+    ]
+    issuers: list[Value] = [{"type": code, "issuer": o.uscc}
+                            for o in SAMPLE_ORGS for code in o.cert_types]
+    by_slug = {o.slug: o for o in SAMPLE_ORGS}
+    recognitions: list[Value] = [
+        {"agency": by_slug["swj"].uscc, "type": BUSINESS_LICENCE.code,
+         "issuers": [by_slug["scjgj"].uscc], "note": "税务登记 accepts 营业执照 (sample)"},
+    ]
+    return {"types": types, "issuers": issuers, "recognitions": recognitions}
 
 
 def _write_sample_orgs(
@@ -694,6 +737,115 @@ Machine-readable: `orgs.json` (`name`, `slug`, `uscc`, `roles`, `key` relative
 to the network folder, `public_key` hex, `cert_types` as type codes) and
 `cert_types.json` (`code`, `name`, `issuers` by USCC).
 """
+
+
+# --- join: a node that is not a validator yet ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JoinLayout:
+    """What :func:`join_network` made, and what the committee needs to add the node."""
+
+    config_path: Path  # DIR/<name>/node.toml
+    public_key: bytes
+    address: str  # host:port it serves on; the add_validator proposal names it
+    genesis: Genesis
+    node_url: str  # a validator to send the proposal to
+    committee_key: Path | None  # a committee member's key file in DIR, if one is there
+
+
+def join_network(
+    directory: str | os.PathLike[str], name: str, port: int | None = None,
+    host: str = LOCAL_HOST,
+) -> JoinLayout:
+    """Create ``DIR/<name>/`` for a new node of the network whose genesis.json is in DIR.
+
+    The folder holds a fresh key (``node.pem``, encrypted with
+    ``$GOVLEDGER_KEY_PASSPHRASE`` when set), a ``node.toml`` pointing at the
+    existing ``../genesis.json`` and a copy of the consortium key (from
+    ``keys/`` or another node's folder, when there is one). The node is not a
+    validator: it becomes one when the committee passes ``add_validator`` with
+    its public key and address. ``port`` defaults to one above the highest
+    port of the network on ``host``. InputError, before anything is written,
+    if DIR has no genesis, the name is bad or taken, or the address is in use.
+    """
+    directory = Path(directory).expanduser().absolute()
+    genesis = load_genesis(directory / GENESIS_FILE)
+    if type(name) is not str or not NAME_RE.fullmatch(name):
+        raise InputError(f"--name {name!r}: use 1-64 of A-Z a-z 0-9 . _ -, starting alphanumeric")
+    node_dir = directory / name
+    if node_dir.exists() or name in {v.name for v in genesis.validators.validators}:
+        raise InputError(f"a node named {name!r} already exists in {directory}; pick another")
+    if not host or any(c.isspace() or c == ":" for c in host):
+        raise InputError(f"--host {host!r} must be a host name or IPv4 address")
+    used = _network_addresses(directory, genesis)
+    if port is None:
+        port = 1 + max([p for h, p in used if h == host] or [DEFAULT_BASE_PORT - 1])
+    if type(port) is not int or not 1 <= port <= 65535:
+        raise InputError(f"--port must be an integer from 1 to 65535, got {port!r}")
+    if (host, port) in used:
+        raise InputError(f"{host}:{port} is already used by a node of this network")
+    secret = _find_consortium_key(directory)
+    key = genesis.crypto.generate_key()
+    env = os.environ.get(ENV_PASSPHRASE)
+    staging = Path(tempfile.mkdtemp(prefix=".govledger-join-", dir=directory))
+    try:
+        key.save(staging / NODE_KEY_FILE, env.encode("utf-8") if env else None)
+        if secret is not None:
+            save_consortium_key(staging / CONSORTIUM_KEY_FILE, load_consortium_key(secret))
+        text = _node_toml(name, genesis.chain_id, port, host, consortium=secret is not None)
+        write_file_atomic(staging / NODE_CONFIG_FILE, text.encode("utf-8"), 0o644)
+        os.replace(staging, node_dir)
+        _fsync_dir(directory)
+    except OSError as exc:
+        raise InputError(f"cannot write {node_dir}: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    config = load_node_config(node_dir / NODE_CONFIG_FILE)
+    first = genesis.validators.validators[0].address
+    return JoinLayout(config_path=config.path, public_key=key.public_key().raw,
+                      address=f"{host}:{port}", genesis=genesis, node_url=f"http://{first}",
+                      committee_key=_committee_key(directory, genesis))
+
+
+def _network_addresses(directory: Path, genesis: Genesis) -> set[tuple[str, int]]:
+    """(host, port) of every validator in genesis and every node folder in ``directory``."""
+    used: set[tuple[str, int]] = set()
+    for v in genesis.validators.validators:
+        host, _, port = v.address.rpartition(":")
+        if port.isdigit():
+            used.add((host, int(port)))
+    for path in directory.glob(f"*/{NODE_CONFIG_FILE}"):
+        try:
+            config = load_node_config(path)
+        except InputError:
+            continue
+        used.add((config.host, config.port))
+    return used
+
+
+def _find_consortium_key(directory: Path) -> Path | None:
+    candidates = [directory / KEYS_DIR / CONSORTIUM_KEY_FILE,
+                  *sorted(directory.glob(f"*/{CONSORTIUM_KEY_FILE}"))]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _committee_key(directory: Path, genesis: Genesis) -> Path | None:
+    """A committee member's key file in DIR (sample departments, else a node key)."""
+    if (directory / KEYS_DIR / ORGS_FILE).exists():
+        try:
+            orgs = load_orgs(directory)
+        except InputError:
+            orgs = []
+        for org in orgs:
+            if "committee" in org["roles"]:
+                return directory / str(org["key"])
+    members = {a.public_key for a in genesis.accounts if "committee" in a.roles}
+    for v in genesis.validators.validators:
+        path = directory / v.name / NODE_KEY_FILE
+        if v.public_key in members and path.is_file():
+            return path
+    return None
 
 
 # --- Reading orgs.json back -------------------------------------------------------

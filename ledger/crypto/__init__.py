@@ -22,7 +22,10 @@ it calls ``suite.hash``, ``key.sign(purpose, message)``, ``suite.verify(...)``.
   passphrase-encrypted, written atomically with mode 0600 and readable by
   OpenSSL 3 / Tongsuo (see :mod:`ledger.crypto.pkcs8`).
 - Ephemeral key agreement (ECDH on the SM2 curve / X25519) and HKDF with the
-  suite hash are for the node-to-node transport.
+  suite hash are for the node-to-node transport; with the static side
+  (``Suite.agreement_public`` / ``Suite.agree_static``) they also seal small
+  secrets to the holder of a signing key (:mod:`ledger.crypto.sealing`, e.g.
+  payee data for the audit office).
 
 Errors: bad keys or key files raise :class:`~ledger.errors.KeyFileError`,
 failed AEAD opening :class:`~ledger.errors.CryptoError`, an unknown suite

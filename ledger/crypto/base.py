@@ -227,6 +227,23 @@ class Suite(abc.ABC):
         Feed the result through :meth:`kdf`; never use it as a key directly.
         """
 
+    # Sealing to a key holder (ledger.crypto.sealing): the recipient's long-term signing key
+    # takes part in the agreement. Suites that cannot do this (test suites) leave these out.
+
+    def agreement_public(self, public_raw: bytes) -> bytes:
+        """The key-agreement public key that belongs to the signing key ``public_raw``.
+
+        KeyFileError if ``public_raw`` is not a valid public key of this suite.
+        """
+        raise NotImplementedError(f"suite {self.name!r} cannot seal to a signing key")
+
+    def agree_static(self, key: PrivateKey, peer_public_raw: bytes) -> bytes:
+        """The shared secret of the long-term ``key`` with a peer's ephemeral public key:
+        the same value as ``agree(ephemeral, agreement_public(key's public key))`` on the
+        peer's side. KeyFileError if the peer's key is invalid. Feed it through :meth:`kdf`.
+        """
+        raise NotImplementedError(f"suite {self.name!r} cannot seal to a signing key")
+
 
 def write_file_atomic(path: str | os.PathLike[str], data: bytes, mode: int) -> None:
     """Replaces ``path`` with ``data``: a temporary file in the same folder, created with

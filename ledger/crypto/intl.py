@@ -171,3 +171,16 @@ class IntlSuite(Suite):
             return private.key.exchange(peer)
         except ValueError:  # a small-order point gives the all-zero secret
             raise KeyFileError("peer's X25519 key is a small-order point") from None
+
+    def agreement_public(self, public_raw: bytes) -> bytes:
+        """The X25519 (Montgomery) form of an Ed25519 public key (RFC 7748 birational map)."""
+        self.public_key(public_raw)  # KeyFileError unless a valid Ed25519 key
+        return bytes(sodium.crypto_sign_ed25519_pk_to_curve25519(bytes(public_raw)))
+
+    def agree_static(self, key: PrivateKey, peer_public_raw: bytes) -> bytes:
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TypeError("agree_static() needs an Ed25519 private key of this suite")
+        _, secret = sodium.crypto_sign_seed_keypair(key._seed)
+        scalar = bytes(sodium.crypto_sign_ed25519_sk_to_curve25519(secret))
+        return self.agree(_X25519Ephemeral(x25519.X25519PrivateKey.from_private_bytes(scalar)),
+                          peer_public_raw)

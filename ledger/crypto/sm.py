@@ -186,6 +186,17 @@ class SMSuite(Suite):
             raise KeyFileError(f"peer's ephemeral key: {problem}")
         return sm2.ecdh_x(private.d, peer_public_raw)
 
+    def agreement_public(self, public_raw: bytes) -> bytes:
+        return self.public_key(public_raw).raw  # SM2 keys agree on the same curve they sign on
+
+    def agree_static(self, key: PrivateKey, peer_public_raw: bytes) -> bytes:
+        if not isinstance(key, SM2PrivateKey):
+            raise TypeError("agree_static() needs an SM2 private key of this suite")
+        problem = sm2.point_problem(peer_public_raw)
+        if problem is not None:
+            raise KeyFileError(f"peer's ephemeral key: {problem}")
+        return sm2.ecdh_x(key._d, peer_public_raw)
+
 
 def _uncompressed(point: bytes) -> bytes:
     """A point from a key file as 0x04||X||Y (files may hold the compressed form)."""

@@ -35,7 +35,9 @@ _nonce = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
 def free_base_port(count: int) -> int:
     """A base port with ``count`` consecutive free ports on 127.0.0.1."""
     for _ in range(200):
-        base = 20000 + (os.getpid() * 37 + int(time.time() * 1000)) % 30000
+        # Below the ephemeral range (32768+ on Linux), so a client socket can never take a
+        # node's port before it listens, nor connect to itself while polling it.
+        base = 20000 + (os.getpid() * 37 + int(time.time() * 1000)) % 12000
         base -= base % 10
         ok = True
         for port in range(base, base + count):
@@ -56,7 +58,8 @@ class LocalNet:
                  sample_orgs: bool = True) -> None:
         self.dir = directory
         self.n = nodes
-        self.base_port = free_base_port(nodes)
+        # Two spare ports: nodes added later (`node.py join --port base+i`) use url(i) too.
+        self.base_port = free_base_port(nodes + 2)
         cmd = [sys.executable, str(ROOT / "node.py"), "init", "--nodes", str(nodes), "--dir",
                str(directory), "--suite", suite, "--base-port", str(self.base_port),
                "--chain-id", "govledger-e2e"]

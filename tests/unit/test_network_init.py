@@ -24,6 +24,7 @@ from ledger.network import (
     SAMPLE_ORGS,
     NetworkLayout,
     init_network,
+    join_network,
     load_node_config,
     load_orgs,
 )
@@ -435,3 +436,88 @@ def test_load_orgs_errors(tmp_path: Path) -> None:
     (tmp_path / "keys" / "orgs.json").write_text(json.dumps([entry]))
     with pytest.raises(InputError, match=r"unknown role 'mayor'"):
         load_orgs(tmp_path)
+
+
+# --- join: a node that is not a validator yet ---------------------------------------------
+
+
+def test_join_creates_a_node_folder_outside_the_validator_set(tmp_path: Path) -> None:
+    """Goal: ``node.py join`` makes DIR/<name>/ with a fresh key, a node.toml on the existing
+    genesis and a copy of the consortium key, on the next free port; the genesis is untouched
+    and the node is not a validator. Method: init 4 nodes with sample orgs, join node4, read
+    everything back; the committee key hint is a committee department's key."""
+    layout = _init(tmp_path, 4, with_sample_orgs=True, base_port=17700)
+    genesis_bytes = layout.genesis_path.read_bytes()
+    joined = join_network(tmp_path, "node4")
+    config = load_node_config(tmp_path / "node4" / "node.toml")
+    assert joined.config_path == config.path and config.name == "node4"
+    assert config.genesis == layout.genesis_path and (config.host, config.port) == (
+        "127.0.0.1", 17704)
+    assert joined.address == "127.0.0.1:17704" and joined.node_url == "http://127.0.0.1:17700"
+    key = load_private_key_file(config.key, "sm")
+    assert key.public_key().raw == joined.public_key
+    assert joined.public_key not in layout.genesis.validators.public_keys()
+    assert _mode(config.key) == 0o600
+    assert config.consortium_key is not None
+    assert config.consortium_key.read_bytes() == (tmp_path / "node0" / "consortium.key"
+                                                  ).read_bytes()
+    assert layout.genesis_path.read_bytes() == genesis_bytes
+    assert joined.committee_key == tmp_path / "keys" / "scjgj.pem"
+    second = join_network(tmp_path, "node5", port=18000)
+    assert second.address == "127.0.0.1:18000"
+    assert join_network(tmp_path, "node6").address == "127.0.0.1:18001"
+    assert not list(tmp_path.glob(".govledger-join-*"))
+
+
+def test_join_without_sample_orgs_suggests_a_node_key(tmp_path: Path) -> None:
+    """Goal: without sample orgs the node keys form the committee; join points at one.
+    Method: init 1 node without orgs, join."""
+    _init(tmp_path, 1)
+    assert join_network(tmp_path, "node1").committee_key == tmp_path / "node0" / "node.pem"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "node0"}, "a node named 'node0' already exists"),
+    ({"name": "bad name"}, "--name 'bad name'"),
+    ({"name": "node9", "port": 17701}, "127.0.0.1:17701 is already used"),
+    ({"name": "node9", "port": 70000}, "--port must be an integer from 1 to 65535"),
+    ({"name": "node9", "host": "a b"}, "--host 'a b'"),
+])
+def test_join_refusals(tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
+    """Goal: join refuses a taken name or address and bad arguments, writing nothing.
+    Method: each bad call on a 4-node network; the folder listing is unchanged."""
+    _init(tmp_path, 4, base_port=17700)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(InputError, match=re.escape(message)):
+        join_network(tmp_path, **kwargs)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_join_needs_a_network(tmp_path: Path) -> None:
+    """Goal: join in a folder without genesis.json says so. Method: join in an empty folder."""
+    with pytest.raises(InputError, match="genesis"):
+        join_network(tmp_path, "node4")
+
+
+def test_join_command_prints_the_proposal(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: ``python node.py join`` prints the new node's public key and address and the
+    exact ``govledger gov propose add_validator`` command, which the CLI parses. Method: run
+    node.main(["join", ...]) and parse the printed command with the govledger parser."""
+    import shlex
+
+    import node
+    from client.cli import build_parser
+
+    _init(tmp_path, 4, with_sample_orgs=True, base_port=17700)
+    assert node.main(["join", "--dir", str(tmp_path), "--name", "node4", "--port", "17790"]) == 0
+    out = capsys.readouterr().out
+    key = load_private_key_file(tmp_path / "node4" / "node.pem", "sm").public_key().raw.hex()
+    assert f"public key: {key}" in out and "address:    127.0.0.1:17790" in out
+    command = next(line.strip() for line in out.splitlines() if "gov propose" in line)
+    assert command == (f"govledger --node http://127.0.0.1:17700 gov propose add_validator "
+                       f"name=node4 public_key={key} address=127.0.0.1:17790 "
+                       f"--key {tmp_path / 'keys' / 'scjgj.pem'}")
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert (args.kind, args.params) == ("add_validator", [
+        "name=node4", f"public_key={key}", "address=127.0.0.1:17790"])
