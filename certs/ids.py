@@ -88,6 +88,7 @@ __all__ = [
     "parse_cert_id",
     "uscc_check_char",
     "validate_citizen_id",
+    "validate_type_code",
     "validate_uscc",
 ]
 
@@ -135,6 +136,15 @@ def _check_type_code(subject: str, type_code: str) -> None:
         _fail(
             subject, f"type number {number!r} after the definer's USCC is not 3 digits", "type code"
         )
+
+
+def validate_type_code(value: str) -> str:
+    """A certificate type code (definer's USCC + 3 digits), normalised; or IdentifierError."""
+    if not isinstance(value, str):
+        raise TypeError(f"type code must be str, got {type(value).__name__}")
+    normalised = _normalise(value)
+    _check_type_code("certificate type", normalised)
+    return normalised
 
 
 def _check_serial(subject: str, serial: str) -> None:
