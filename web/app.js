@@ -124,6 +124,7 @@ async function route() {
   if (!main.dataset.page || main.dataset.page !== page) main.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`;
   main.dataset.page = page;
   try {
+    if (!STATUS) await loadStatus();
     await PAGES[page](main, rest.map(decodeURIComponent).join("/"));
   } catch (e) {
     main.innerHTML = `<p class="error">${esc(t("error"))}: ${esc(e.message)}</p>`;
