@@ -3,7 +3,9 @@
 Commands:
   limit        SM2 verifications/s per core and the implied ceiling for n nodes
   throughput   committed tx/s of a real 4-node network, latency at 10/50/80 % of peak, RSS
-  state        one batch update of the state tree (see bench/state_bench.py)
+  verify       offline certificate bundle verifications per second (one core)
+  trail        fund trail p50 / p99 at 10k and 1M recorded flows, and their ratio
+  recovery     restart time of a node holding 1M transactions; catch-up blocks/s
 
 Every command prints a table (or, with --json, ends with one JSON object) and
 writes a JSON result with machine info under bench/results/. Results are
@@ -30,8 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--clients", type=int, default=64)
     tp.add_argument("--nodes", type=int, default=4)
     tp.add_argument("--suite", choices=("sm", "intl"), default="sm")
+    tp.add_argument("--workload", choices=("cert", "anchor"), default="cert",
+                    help="SM2-signed certificate issues (default) or evidence anchors")
     tp.add_argument("--quick", action="store_true", help="a short run for CI smoke (< 1 min)")
     tp.add_argument("--json", action="store_true")
+    rc = sub.add_parser("recovery", help="restart time with many transactions; catch-up speed")
+    rc.add_argument("--txs", type=int, default=1_000_000,
+                    help="transactions in the restarted store")
+    rc.add_argument("--per-block", type=int, default=1000)
+    rc.add_argument("--behind", type=int, default=10_000, help="blocks the lagging node misses")
+    rc.add_argument("--base-port", type=int, default=7850)
+    rc.add_argument("--quick", action="store_true", help="50k transactions, 1k blocks behind")
+    rc.add_argument("--json", action="store_true")
+    sub.add_parser("verify", help="offline certificate bundle verification (bench/cert_verify.py)",
+                   add_help=False)
+    sub.add_parser("trail", help="fund trail query latency at 10k and 1M flows "
+                                 "(bench/trail_bench.py)", add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("verify", "trail"):
+        from bench import cert_verify, trail_bench
+
+        module = cert_verify if argv[0] == "verify" else trail_bench
+        code: int = module.main(argv[1:])
+        return code
     args = p.parse_args(argv)
     if args.command == "limit":
         from bench.common import limit_line, write_result
@@ -43,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{figures['cores']} cores ÷ {args.nodes} nodes = {figures['limit_tps']} tx/s")
         print(json.dumps(figures))
         return 0
+    if args.command == "recovery":
+        from bench import recovery
+
+        return recovery.main(args)
     from bench import throughput
 
     return throughput.main(args)

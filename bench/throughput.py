@@ -6,8 +6,8 @@
    127.0.0.1 (SM2 suite by default), with admission rate limits raised so the
    load generator, not a limit, is the bottleneck.
 2. Pre-signs the transactions in worker processes (signing is the clients'
-   cost, not the network's) — ``evidence.anchor`` by default, or certificate
-   issues once ``certs`` exists (``--workload cert``).
+   cost, not the network's): SM2-signed ``cert.issue`` transactions of business
+   licences by default, or ``evidence.anchor`` (``--workload anchor``).
 3. Closed loop: ``--clients`` concurrent clients submit with ``?wait=commit``
    for ``--seconds``. Committed tx/s is counted from the blocks appended in
    that window (block time), not from acknowledgements.
@@ -37,33 +37,76 @@ import aiohttp
 from bench.common import limit_line, percentile, write_result
 
 MSGPACK = {"Content-Type": "application/msgpack"}
+BUSINESS_LICENCE_CODE = "11100000MB1F000067001"  # the sample 营业执照 type (ledger.network)
 
 
-def _sign_batch(args: tuple[str, str, str, int, int, int]) -> list[bytes]:
-    """Sign ``count`` anchor transactions with one key (runs in a worker process)."""
-    key_path, suite_name, chain_id, first, count, valid_until = args
+def _sign_batch(args: tuple[str, str, str, str, str, int, int, int]) -> list[bytes]:
+    """Sign ``count`` transactions of ``workload`` with one key (runs in a worker process).
+
+    ``cert``: the issuer signs a business licence (营业执照) document, as an issuing
+    department would, and a ``cert.issue`` transaction anchoring its digest — the
+    document signature is the client's cost, so it is paid here, before the clock starts.
+    ``anchor``: an ``evidence.anchor`` of a random digest.
+    """
+    workload, key_path, issuer_json, suite_name, chain_id, first, count, valid_until = args
     from ledger import evidence
     from ledger.crypto import load_private_key_file
     from ledger.tx import make_tx
 
     key = load_private_key_file(key_path, suite_name)
     out = []
+    if workload == "anchor":
+        for n in range(first, first + count):
+            digest = n.to_bytes(8, "big") + os.urandom(24)
+            out.append(make_tx(key, chain_id, evidence.TX_TYPE,
+                               {"digest": digest, "label": "b"}, n, valid_until).encoded())
+        return out
+    from certs.handlers import ISSUE_TX
+    from certs.issuing import Issuer, cert_type_from_view, issue_payload, new_document
+    from certs.records import LEGAL_PERSON, LONG_TERM
+
+    issuer_org, holder, type_view = json.loads(issuer_json)
+    cert_type = cert_type_from_view(type_view)
+    issuer = Issuer(uscc=issuer_org["uscc"], name=issuer_org["name"],
+                    area_code=issuer_org["uscc"][2:8])
     for n in range(first, first + count):
-        digest = n.to_bytes(8, "big") + os.urandom(24)
-        out.append(make_tx(key, chain_id, evidence.TX_TYPE, {"digest": digest, "label": "b"},
-                           n, valid_until).encoded())
+        doc = new_document(key, cert_type, issuer, serial=f"B{n:011d}",
+                           holder_name=holder["name"], holder_code=holder["uscc"],
+                           holder_code_type=LEGAL_PERSON, valid_from="2026-01-01",
+                           valid_until=LONG_TERM, issue_date="2026-01-01",
+                           extra={"entity_type": "有限责任公司", "legal_representative": "林示例",
+                                  "established": "2026-01-01",
+                                  "address": "福建省福州市鼓楼区示例路1号"})
+        out.append(make_tx(key, chain_id, ISSUE_TX, issue_payload(key.suite, doc, None), n,
+                           valid_until).encoded())
     return out
 
 
-def presign(net: Any, count: int) -> list[bytes]:
-    keys = [str(net.dir / o["key"]) for o in net.orgs]
+def presign(net: Any, count: int, workload: str = "cert") -> list[bytes]:
+    """``count`` signed transactions, made on every core before the measurement starts."""
     valid_until = int(time.time() * 1000) + 3_600_000
-    per_key = -(-count // len(keys))
-    jobs = [(k, net.genesis.suite, net.genesis.chain_id, i * 10_000_000, per_key, valid_until)
-            for i, k in enumerate(keys)]
+    if workload == "cert":
+        issuer = next(o for o in net.orgs if BUSINESS_LICENCE_CODE in o.get("cert_types", []))
+        holder = next(o for o in net.orgs if o["uscc"].startswith("91"))
+        genesis = json.loads((net.dir / "genesis.json").read_text())
+        type_view = next(t for t in genesis["apps"]["certs"]["types"]
+                         if t["code"] == BUSINESS_LICENCE_CODE)
+        info = json.dumps([{"uscc": issuer["uscc"], "name": issuer["name"]},
+                           {"uscc": holder["uscc"], "name": holder["name"]}, type_view])
+        keys = [str(net.dir / issuer["key"])]
+        # One issuer signs them all; split its nonces over the workers.
+        chunks = max(1, os.cpu_count() or 1)
+        per = -(-count // chunks)
+        jobs = [("cert", keys[0], info, net.genesis.suite, net.genesis.chain_id, i * per, per,
+                 valid_until) for i in range(chunks)]
+    else:
+        keys = [str(net.dir / o["key"]) for o in net.orgs]
+        per = -(-count // len(keys))
+        jobs = [("anchor", k, "", net.genesis.suite, net.genesis.chain_id, i * 10_000_000, per,
+                 valid_until) for i, k in enumerate(keys)]
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
         batches = list(pool.map(_sign_batch, jobs))
-    # Interleave senders so no single one is hammered.
+    # Interleave the batches so no single sender (or nonce range) is hammered in turn.
     out = [tx for group in zip(*batches, strict=False) for tx in group]
     return out[:count]
 
@@ -150,7 +193,8 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str) -> dict[str, Any]:
+def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
+        workload: str = "cert") -> dict[str, Any]:
     from tests.e2e.netharness import LocalNet
 
     limit = limit_line(nodes, suite)
@@ -161,7 +205,7 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str) -> di
         net.start_all()
         urls = [net.url(i) for i in range(nodes)]
         budget = int(max(limit["limit_tps"], 500) * seconds * 1.6) + 2000
-        txs = presign(net, budget if not quick else min(budget, 6000))
+        txs = presign(net, budget if not quick else min(budget, 6000), workload)
         h0 = net.status(0)["height"]
         latencies, start, end = asyncio.run(closed_loop(urls, txs, clients, seconds))
         used = len(latencies)
@@ -201,9 +245,10 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str) -> di
 
 def main(args: Any) -> int:
     seconds = 5.0 if args.quick else args.seconds
-    figures = run(seconds, args.clients, args.nodes, args.quick, args.suite)
+    figures = run(seconds, args.clients, args.nodes, args.quick, args.suite, args.workload)
     params = {"seconds": seconds, "clients": args.clients, "nodes": args.nodes,
-              "quick": args.quick, "suite": args.suite, "workload": "evidence.anchor"}
+              "quick": args.quick, "suite": args.suite,
+              "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
     path = write_result("throughput", params, figures)
     if not args.json:
         print(f"limit line: {figures['cores']} cores × {figures['verifies_per_s_per_core']} "

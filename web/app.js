@@ -5,7 +5,8 @@
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const short = (h, n = 12) => (h && h.length > n ? h.slice(0, n) + "…" : h || "");
-const fmtTime = ms => new Date(ms).toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", {hour12: false});
+// Ledger times are shown in China Standard Time, as the nodes and the CLI report them.
+const fmtTime = ms => new Date(ms).toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", {hour12: false, timeZone: "Asia/Shanghai"}) + " CST";
 const yuan = fen => (Number(fen) / 100).toLocaleString(LANG === "zh" ? "zh-CN" : "en-GB", {minimumFractionDigits: 2, maximumFractionDigits: 2});
 
 async function api(path, options = {}) {
