@@ -1,9 +1,9 @@
 """The ``govledger`` command-line tool (also ``python -m client``).
 
-Verbs: ``status``, ``keys``, ``gov``, ``org``, ``audit``, and — from their
-applications — ``cert`` and ``fund``. Every command takes ``--json`` for
-scripts; human output is aligned tables, coloured where the terminal
-supports it.
+Verbs: ``status``, ``keys``, ``gov``, ``org``, ``audit``; from the applications,
+``cert`` and ``fund``; and ``import``, which loads either in bulk from CSV.
+Every command takes ``--json`` for scripts; human output is aligned tables,
+coloured where the terminal supports it.
 
 Exit codes: 0 success / VALID, 1 INVALID or rejected, 2 usage or connection
 error.
@@ -21,6 +21,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -30,9 +31,10 @@ from client.sdk import Client, NodeError, Unreachable
 from ledger.codec import to_json_value
 from ledger.crypto import PrivateKey, load_private_key_file
 from ledger.errors import GovledgerError
+from ledger.privacy import CONSORTIUM_KEY_FILE, load_consortium_key
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
-VERB_MODULES = ["status", "keys", "gov", "org", "audit", "cert", "fund"]
+VERB_MODULES = ["status", "keys", "gov", "org", "audit", "cert", "fund", "import"]
 
 Handler = Callable[[argparse.Namespace, "Context"], int]
 
@@ -49,7 +51,12 @@ class Context:
 
     @property
     def urls(self) -> list[str]:
-        raw = self.args.node or os.environ.get("GOVLEDGER_NODE") or "http://127.0.0.1:7700"
+        return self.urls_of(self.args.node)
+
+    @staticmethod
+    def urls_of(node: str | None) -> list[str]:
+        """The node URLs from ``--node``, else $GOVLEDGER_NODE, else the local default."""
+        raw = node or os.environ.get("GOVLEDGER_NODE") or "http://127.0.0.1:7700"
         return [u.strip() for u in raw.split(",") if u.strip()]
 
     def key(self, required: bool = True) -> PrivateKey | None:
@@ -98,6 +105,30 @@ class UsageError(Exception):
     """Bad arguments (exit 2)."""
 
 
+def add_common(parser: argparse.ArgumentParser, key: bool = False) -> None:
+    """``--json`` (and ``--key``) after the command too; they never override the global ones
+    when absent."""
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable output")
+    if key:
+        parser.add_argument("--key", default=argparse.SUPPRESS,
+                            help="PEM private key that signs (e.g. a committee member's)")
+
+
+def consortium_key(path: str | None, key_path: str | None, why: str) -> bytes:
+    """The consortium key (HMACs of personal identifiers): ``path``, else
+    ``consortium.key`` beside the signing key; UsageError saying ``why`` it is needed."""
+    if path:
+        chosen = Path(path)
+    elif key_path:
+        chosen = Path(key_path).parent / CONSORTIUM_KEY_FILE
+    else:
+        raise UsageError(f"{why}; give --consortium-key")
+    if not chosen.exists():
+        raise UsageError(f"{why}; {chosen} does not exist (give --consortium-key)")
+    return load_consortium_key(chosen)
+
+
 def tx_outcome(ctx: Context, reply: dict[str, Any], what: str,
                extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> int:
     """Report a submitted transaction; exit 0 if committed and ok, 1 otherwise."""
@@ -124,16 +155,32 @@ def tx_outcome(ctx: Context, reply: dict[str, Any], what: str,
     return EXIT_OK if ok else EXIT_REJECTED
 
 
+# The --node given on this command line, for help texts that ask the network (a command's
+# own parser only sees its own arguments).
+NODE_HINT: dict[str, str | None] = {"node": None}
+
+
+class _RememberNode(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        NODE_HINT["node"] = str(values)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    NODE_HINT["node"] = None
     parser = argparse.ArgumentParser(
         prog="govledger",
         description="Client for a govledger network: certificates, fund flows, audit, governance.",
         epilog="Example: govledger --node http://127.0.0.1:7700 status",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--node", help="node URL(s), comma-separated for failover "
-                                       "(default $GOVLEDGER_NODE or http://127.0.0.1:7700)")
+    parser.add_argument("--node", action=_RememberNode,
+                        help="node URL(s), comma-separated for failover "
+                             "(default $GOVLEDGER_NODE or http://127.0.0.1:7700)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--key", help="PEM private key that signs (also accepted after the "
+                                      "command)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in VERB_MODULES:
         try:
@@ -143,7 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_parser(sub)
+    _raw_help(parser)
     return parser
+
+
+def _raw_help(parser: argparse.ArgumentParser) -> None:
+    """Every command's description and examples are printed as written (line breaks kept)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _raw_help(child)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from client.cli import EXIT_OK, EXIT_USAGE, Context, UsageError
+from client.cli import EXIT_OK, EXIT_USAGE, Context, UsageError, add_common
 from ledger.crypto import SUITE_NAMES, get_suite, load_private_key_file
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("keys", help="create and inspect key files",
+                       epilog="Examples:\n  govledger keys new 审计局-张三 --dir ./keys\n"
+                              "  govledger keys show ./keys/审计局-张三.pem",
                        description="Key files are PKCS#8 PEM; set GOVLEDGER_KEY_PASSPHRASE to "
                                    "encrypt new keys and read encrypted ones.")
     ks = p.add_subparsers(dest="keys_cmd", metavar="COMMAND", required=True)
@@ -22,14 +24,18 @@ def add_parser(sub: Any) -> None:
     new.add_argument("--dir", default=".", help="folder to write into")
     new.add_argument("--suite", choices=SUITE_NAMES, default="sm")
     new.add_argument("--force", action="store_true", help="overwrite existing files")
+    add_common(new)
     new.set_defaults(handler=run_new)
     show = ks.add_parser("show", help="show a key's public key (raw hex) and suite",
                          epilog="Example: govledger keys show ./keys/scjgj.pem")
     show.add_argument("path")
+    add_common(show)
     show.set_defaults(handler=run_show)
 
 
 def run_new(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.name or "/" in args.name or "\\" in args.name or args.name.startswith("."):
+        raise UsageError(f"NAME {args.name!r} must be a plain file name stem (no folders)")
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     private, public = folder / f"{args.name}.pem", folder / f"{args.name}.pub.pem"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from client.cli import EXIT_OK, Context
+from client.cli import EXIT_OK, Context, add_common
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("status", help="node and network status",
                        description="Show a node's height, view, primary, peers and mempool.",
                        epilog="Example: govledger --node http://127.0.0.1:7701 status")
+    add_common(p)
     p.set_defaults(handler=run)
 
 

@@ -1,0 +1,181 @@
+"""``govledger audit``: red-flag alerts, the access log, payee data, whole-chain integrity.
+
+Verbs:
+
+- ``alerts [--rule RULE]`` — red-flag alerts, newest first (signed read: an auditor sees
+  all, a finance officer those naming its organisation);
+- ``access-log`` — who read what and when: every signed read, from the ledger (auditor);
+- ``reveal PAYMENT_ID`` — open the payee data of a payment to a person, sealed to the
+  audit office's key; decrypted here, with the auditor's private key (the read is logged);
+- ``verify-chain --data DIR --genesis G`` — re-check every block of a node's data folder
+  from the genesis file: links, Merkle roots, commit certificates, and the state by
+  replaying every transaction; reports the first broken height. Needs no network; stop
+  the node first (LevelDB allows one process) or work on a copy of its folder.
+
+Exit codes: 0 success (verify-chain: intact), 1 refused or broken, 2 usage or connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import Any
+
+from client.cli import EXIT_OK, EXIT_REJECTED, Context, UsageError
+from fiscal.payee import open_payee
+from fiscal.rules import RULES
+from ledger.codec import Value
+from ledger.errors import CorruptionError, CryptoError
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="machine-readable output")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("audit", help="alerts, access log, payee data, chain integrity",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Examples:\n  govledger audit alerts --key keys/sjj.pem\n"
+                              "  govledger audit verify-chain --data govledger-demo/node0 "
+                              "--genesis govledger-demo/genesis.json")
+    aus = p.add_subparsers(dest="audit_cmd", metavar="COMMAND", required=True)
+
+    q = aus.add_parser("alerts", help="red-flag alerts (signed read)",
+                       epilog="Example: govledger audit alerts --rule split_payment "
+                              "--key keys/sjj.pem")
+    q.add_argument("--rule", choices=RULES)
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--before", type=int, help="only alerts with a smaller id (paging)")
+    q.add_argument("--key", required=True, help="auditor (or finance officer) key")
+    _json_flag(q)
+    q.set_defaults(handler=run_alerts)
+
+    q = aus.add_parser("access-log", help="the signed reads served (auditor; signed read)",
+                       epilog="Example: govledger audit access-log --key keys/sjj.pem")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--key", required=True)
+    _json_flag(q)
+    q.set_defaults(handler=run_access_log)
+
+    q = aus.add_parser("reveal", help="decrypt a payee's data sealed to your auditor key",
+                       epilog="Example: govledger audit reveal PAYMENT_ID --key keys/sjj.pem")
+    q.add_argument("payment_id", metavar="PAYMENT_ID")
+    q.add_argument("--key", required=True, help="auditor key the data was sealed to")
+    _json_flag(q)
+    q.set_defaults(handler=run_reveal)
+
+    q = aus.add_parser("verify-chain", help="re-verify a node's data folder from genesis",
+                       epilog="Example: govledger audit verify-chain --data "
+                              "govledger-demo/node0/data --genesis govledger-demo/genesis.json")
+    q.add_argument("--data", required=True, metavar="DIR",
+                   help="the node's folder, its data folder, or the LevelDB folder")
+    q.add_argument("--genesis", required=True, metavar="FILE")
+    _json_flag(q)
+    q.set_defaults(handler=run_verify_chain)
+
+
+def _when(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).astimezone(
+        datetime.timezone(datetime.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def run_alerts(args: argparse.Namespace, ctx: Context) -> int:
+    query = {"limit": str(args.limit)}
+    if args.rule:
+        query["rule"] = args.rule
+    if args.before:
+        query["before"] = str(args.before)
+    data = ctx.client(need_key=True).get("/v1/alerts", query, signed=True)
+    ctx.emit(data, lambda: ctx.table(
+        "red-flag alerts" + (f" ({args.rule})" if args.rule else ""),
+        ["id", "rule", "height", "time (CST)", "why"],
+        [(a["id"], a["rule"], a["height"], _when(a["time"]), a["why"])
+         for a in data["alerts"]]))
+    return EXIT_OK
+
+
+def run_access_log(args: argparse.Namespace, ctx: Context) -> int:
+    data = ctx.client(need_key=True).get("/v1/access-log", {"limit": str(args.limit)},
+                                         signed=True)
+    ctx.emit(data, lambda: ctx.table(
+        "access log (newest first)", ["time (CST)", "height", "reader", "org", "request"],
+        [(_when(e["time"]), e["height"], e["name"], e["org"],
+          f"{e['method']} {e['path']}" + ("?" + "&".join(f"{k}={v}" for k, v in
+                                                          sorted(e["query"].items()))
+                                          if e["query"] else ""))
+         for e in data["entries"]]))
+    return EXIT_OK
+
+
+def run_reveal(args: argparse.Namespace, ctx: Context) -> int:
+    client = ctx.client(need_key=True)
+    record = client.get(f"/v1/payments/{args.payment_id}", signed=True)
+    key = client.key
+    assert key is not None
+    sealed: list[dict[str, Value]] = [
+        {"to": bytes.fromhex(s["to"]), "box": bytes.fromhex(s["box"])}
+        for s in record.get("sealed") or []]
+    if not sealed:
+        raise UsageError("this payment carries no sealed payee data (it is not to a person)")
+    try:
+        clear = open_payee(key, sealed)
+    except CryptoError as exc:
+        ctx.fail(f"cannot open the payee data: {exc}")
+        return EXIT_REJECTED
+    data = {"payment_id": args.payment_id, "amount": record["amount"], "from": record["from"],
+            "payee": clear}
+    ctx.emit(data, lambda: ctx.fields("payee (clear; do not copy further)",
+                                      [(k, v) for k, v in clear.items()]))
+    return EXIT_OK
+
+
+def run_verify_chain(args: argparse.Namespace, ctx: Context) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from ledger.chain import verify_chain
+    from ledger.genesis import load_genesis
+    from ledger.store import LevelDBStore
+    from node import build_registry
+
+    given = Path(args.data)
+    if not given.is_dir():
+        raise UsageError(f"no such folder: {given}")
+    # The node's folder, its data folder, or the LevelDB folder itself.
+    candidates = [given, given / "ledger", given / "data" / "ledger"]
+    data_dir = next((d for d in candidates if (d / "CURRENT").exists()), None)
+    if data_dir is None:
+        raise UsageError(f"{given} is not a node's data folder (no LevelDB found in it, "
+                         "its ledger/ or its data/ledger/)")
+    genesis = load_genesis(args.genesis)
+    try:
+        store = LevelDBStore(str(data_dir), genesis.crypto, check=False)
+    except CorruptionError as exc:
+        raise UsageError(f"{exc} (is the node still running? stop it, or copy the folder)"
+                         ) from None
+    try:
+        with Progress(TextColumn("verifying blocks"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                      console=ctx.err, disable=ctx.json, transient=True) as progress:
+            task = progress.add_task("verify", total=max(store.head_height(), 1))
+
+            def step(height: int, head: int) -> None:
+                progress.update(task, completed=height, total=head)
+
+            report = verify_chain(store, genesis, build_registry, progress=step)
+        head = store.head_height()
+    finally:
+        store.close()
+    data = {"ok": report.ok, "head": head, "checked_height": report.checked_height,
+            "broken_height": report.broken_height, "reason": report.reason}
+
+    def human() -> None:
+        if report.ok:
+            ctx.ok(f"chain intact: {head} blocks re-verified from genesis "
+                   "(links, Merkle roots, commit certificates, replayed state)")
+        else:
+            ctx.fail(f"first broken height {report.broken_height}: {report.reason}")
+
+    ctx.emit(data, human)
+    return EXIT_OK if report.ok else EXIT_REJECTED
