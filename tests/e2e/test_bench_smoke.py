@@ -1,0 +1,45 @@
+"""The benchmarks run end to end (CI smoke): they must produce their figures, never a speed.
+
+``python -m bench throughput --quick --json`` and a tiny ``recovery`` run start real node
+processes; the test checks that each ends with one JSON object holding the figures the
+issue names, and that work was actually done (transactions committed, blocks caught up).
+It asserts nothing about how fast: speed is reported in bench/RESULTS.md, not tested.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.netharness import ROOT, free_base_port
+
+pytestmark = pytest.mark.slow
+
+
+def _bench(*argv: str) -> dict[str, object]:
+    proc = subprocess.run([sys.executable, "-m", "bench", *argv, "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    figures = json.loads(last)
+    assert isinstance(figures, dict)
+    return figures
+
+
+def test_throughput_quick_reports_its_figures() -> None:
+    figures = _bench("throughput", "--quick")
+    for key in ("committed_tps", "limit_tps", "p50_ms", "p99_ms", "peak_rss_mb"):
+        assert key in figures, key
+    assert float(str(figures["committed_tps"])) > 0
+    assert float(str(figures["limit_tps"])) > 0
+
+
+def test_recovery_reports_restart_and_catch_up() -> None:
+    figures = _bench("recovery", "--txs", "600", "--per-block", "200", "--behind", "60",
+                     "--base-port", str(free_base_port(4)))
+    assert figures["restart_blocks"] == 3
+    assert figures["behind_blocks"] == 60
+    assert float(str(figures["restart_s"])) > 0 and float(str(figures["catch_up_s"])) > 0
