@@ -69,9 +69,13 @@ def _sign_batch(args: tuple[str, str, str, str, str, int, int, int]) -> list[byt
     cert_type = cert_type_from_view(type_view)
     issuer = Issuer(uscc=issuer_org["uscc"], name=issuer_org["name"],
                     area_code=issuer_org["uscc"][2:8])
+    from ledger.ids import make_uscc
+
     for n in range(first, first + count):
+        # A new enterprise per licence (a holder may hold at most 100 of one type).
         doc = new_document(key, cert_type, issuer, serial=f"B{n:011d}",
-                           holder_name=holder["name"], holder_code=holder["uscc"],
+                           holder_name=f"{holder['name']}{n}",
+                           holder_code=make_uscc("9", "1", "350100", f"B{n:07d}"),
                            holder_code_type=LEGAL_PERSON, valid_from="2026-01-01",
                            valid_until=LONG_TERM, issue_date="2026-01-01",
                            extra={"entity_type": "有限责任公司", "legal_representative": "林示例",

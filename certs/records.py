@@ -49,9 +49,10 @@ from __future__ import annotations
 
 import re
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from ledger.codec import decode, decode_value, encode, encode_value
 from ledger.errors import CorruptionError, DecodeError
@@ -224,14 +225,35 @@ def decode_record(raw: bytes, cls: type[T]) -> T:
     return decode(raw, cls)
 
 
+# Decoded registry records (types, authorisations, agreements) by their exact bytes: every
+# issue reads the same few, and decoding them was a tenth of a node's CPU under load. The
+# records are frozen and never changed in place (updates write new bytes), so sharing one
+# decoded object between readers is safe; the key is the stored bytes, so a change is
+# never served stale.
+_CACHED = (CertType, IssuerAuth, Recognition)
+_decoded: OrderedDict[tuple[type, bytes], object] = OrderedDict()
+_DECODED_MAX = 4096
+
+
 def _read(state_get: StateGet, key: bytes, cls: type[T]) -> T | None:
     raw = state_get(key)
     if raw is None:
         return None
+    cached = cls in _CACHED
+    if cached:
+        hit = _decoded.get((cls, raw))
+        if hit is not None:
+            _decoded.move_to_end((cls, raw))
+            return cast(T, hit)
     try:
-        return decode(raw, cls)
+        value = decode(raw, cls)
     except DecodeError as exc:
         raise CorruptionError(f"{key!r} in state is unreadable: {exc}") from None
+    if cached:
+        _decoded[(cls, raw)] = value
+        if len(_decoded) > _DECODED_MAX:
+            _decoded.popitem(last=False)
+    return value
 
 
 def get_type(state_get: StateGet, code: str) -> CertType | None:
