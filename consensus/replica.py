@@ -84,7 +84,7 @@ class ReplicaConfig:
     watermark_window: int = 64
     batch_tx_max: int = 2000
     batch_bytes_max: int = 4 * 1024 * 1024
-    batch_timeout_ms: int = 50
+    batch_timeout_ms: int = 10
     view_change_timeout_ms: int = 4000
     view_change_timeout_max_ms: int = 60_000
     block_time_skew_ms: int = 30_000
