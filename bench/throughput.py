@@ -13,7 +13,9 @@
    that window (block time), not from acknowledgements.
 4. Open loop at 10 %, 50 % and 80 % of that peak: requests at a fixed rate,
    each timed from submit to its commit acknowledgement; p50 / p99.
-5. Peak RSS of each node process.
+5. Online proof queries: 16 closed-loop clients fetch certificate proof bundles
+   (``GET /v1/certs/{id}/proof``) of the certificates just issued from one node.
+6. Peak RSS of each node process.
 
 The machine's limit line (cores × SM2 verifies/s ÷ nodes) is printed beside
 the figures. The load generator runs on the same cores as the nodes.
@@ -175,6 +177,44 @@ async def open_loop(urls: list[str], txs: list[bytes], rate: float, seconds: flo
     return latencies
 
 
+async def proof_queries(url: str, cert_ids: list[str], clients: int, seconds: float
+                        ) -> tuple[int, list[float]]:
+    """Closed-loop ``GET /v1/certs/{id}/proof`` against one node: (answers, latencies ms)."""
+    latencies: list[float] = []
+    stop_at = time.monotonic() + seconds
+
+    async def client(session: aiohttp.ClientSession, k: int) -> None:
+        i = k
+        while time.monotonic() < stop_at:
+            t = time.monotonic()
+            async with session.get(f"{url}/v1/certs/{cert_ids[i % len(cert_ids)]}/proof") as r:
+                await r.read()
+                if r.status == 200:
+                    latencies.append((time.monotonic() - t) * 1000)
+            i += clients
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await asyncio.gather(*(client(session, k) for k in range(clients)))
+    return len(latencies), latencies
+
+
+def issued_ids(url: str, from_height: int, to_height: int, limit: int = 200) -> list[str]:
+    """Identifiers of certificates issued in blocks (from_height, to_height]."""
+    from client.sdk import request
+
+    ids: list[str] = []
+    for h in range(from_height + 1, to_height + 1):
+        block = request(f"{url}/v1/blocks/{h}", timeout=30)
+        for r in block["results"]:
+            cert_id = (r.get("data") or {}).get("cert_id") if r["ok"] else None
+            if cert_id:
+                ids.append(cert_id)
+        if len(ids) >= limit:
+            break
+    return ids[:limit]
+
+
 def committed_between(url: str, t0_ms: int, t1_ms: int, from_height: int, to_height: int) -> int:
     from client.sdk import request
 
@@ -238,6 +278,14 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
             figures[f"p50_ms_{tag}"] = round(percentile(lat, 50), 1)
             figures[f"p99_ms_{tag}"] = round(percentile(lat, 99), 1)
             figures[f"rate_{tag}"] = round(rate, 1)
+        if workload == "cert":
+            ids = issued_ids(urls[0], h0, h1)
+            if ids:
+                window = 2.0 if quick else 5.0
+                answered, lat = asyncio.run(proof_queries(urls[0], ids, 16, window))
+                figures["proof_queries_per_s"] = round(answered / window, 1)
+                figures["proof_query_p50_ms"] = round(percentile(lat, 50), 1)
+                figures["proof_query_p99_ms"] = round(percentile(lat, 99), 1)
         figures["p50_ms"] = figures["p50_ms_50pct"]
         figures["p99_ms"] = figures.get("p99_ms_80pct", figures["p99_ms_50pct"])
         figures["peak_rss_mb"] = [peak_rss_mb(p.pid) for p in net.procs.values()]
@@ -263,6 +311,10 @@ def main(args: Any) -> int:
             tag = key.removeprefix("p50_ms_")
             print(f"latency at {tag} of peak ({figures['rate_' + tag]} tx/s): "
                   f"p50 {figures[key]} ms, p99 {figures['p99_ms_' + tag]} ms")
+        if "proof_queries_per_s" in figures:
+            print(f"online proof queries (one node, 16 clients): "
+                  f"{figures['proof_queries_per_s']}/s, p50 {figures['proof_query_p50_ms']} ms, "
+                  f"p99 {figures['proof_query_p99_ms']} ms")
         print(f"peak RSS per node (MB): {figures['peak_rss_mb']}")
         print(f"result written to {path}")
     print(json.dumps(figures))
