@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import percentile  # noqa: E402
 from fiscal import queries  # noqa: E402
 from fiscal.model import (  # noqa: E402
     IX_FLOW,
@@ -176,11 +177,6 @@ def build(path: Path, flows: int, reuse: bool) -> tuple[LevelDBStore, list[str],
     sample = random.Random(3).sample(writer.payment_ids, min(20_000, len(writer.payment_ids)))
     meta.write_text(json.dumps({"trees": len(roots), "payments": [p.hex() for p in sample]}))
     return store, roots, sample, time.perf_counter() - started
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
 
 
 KINDS = ("forward_trail", "backward_trail", "balance_sheet")
