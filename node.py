@@ -59,7 +59,7 @@ from consensus.messages import (
 from consensus.replica import Replica, ReplicaConfig
 from consensus.transport import PeerTransport
 from ledger import acl, api, api_gov, evidence, governance, reads
-from ledger.admission import Admission, Limits, Rejection, verify_batch
+from ledger.admission import Admission, Limits, Rejection, verify_batch, verify_worker_init
 from ledger.chain import Chain, scheduled_validators
 from ledger.codec import decode_value
 from ledger.crypto import load_private_key_file, sm2_backend_name
@@ -489,7 +489,8 @@ class Node:
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
         if self.verify_workers > 0:
             self.pool = ProcessPoolExecutor(self.verify_workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=verify_worker_init)
         self.verifier = BatchVerifier(self.genesis.suite, self.pool)
         if self.pool is not None:  # start the worker now, not on the first transaction
             await asyncio.get_running_loop().run_in_executor(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -35,7 +36,14 @@ def say(msg: str) -> None:
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
     say(" ".join(cmd))
-    return subprocess.call(cmd, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reached the child too (same process group): let it shut down cleanly
+            # and report its exit status, rather than dying here with a traceback.
+            proc.send_signal(signal.SIGINT)
 
 
 def ensure_venv() -> None:

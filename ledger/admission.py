@@ -20,6 +20,7 @@ metric.
 
 from __future__ import annotations
 
+import signal
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,6 +143,13 @@ class Admission:
         if not self.buckets.take(tx.sender, now_ms):
             raise Rejection(429, "rate_limited", "too many transactions from this sender; retry "
                                                  "later")
+
+
+def verify_worker_init() -> None:
+    """Initializer of the signature-check worker processes: Ctrl-C reaches the whole process
+    group, but only the node decides when its workers stop (it shuts the pool down), so a
+    worker ignores SIGINT instead of dying with a traceback mid-batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def verify_batch(suite_name: str, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
