@@ -280,6 +280,7 @@ class Node:
         if not await self.verifier.verify(tx):
             raise Rejection(401, "bad_signature",
                             "the signature does not verify for the sender key")
+        self.replica.note_verified(tx)  # so proposing or re-executing it does not check again
         future: asyncio.Future[dict[str, Any]] | None = None
         if wait:
             future = asyncio.get_running_loop().create_future()

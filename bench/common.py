@@ -93,3 +93,29 @@ def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any])
                                 "parameters": parameters, "figures": figures},
                                indent=1, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (0.0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (e.g. a node's signature-check workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def cpu_snapshot(node_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far of the node processes, their workers, and this process."""
+    nodes = sum(cpu_seconds(p) for p in node_pids)
+    workers = sum(cpu_seconds(c) for p in node_pids for c in child_pids(p))
+    return {"nodes": nodes, "verifier_workers": workers, "load_generator": cpu_seconds(os.getpid())}

@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import limit_line, percentile, write_result
+from bench.common import cpu_snapshot, limit_line, percentile, write_result
 
 MSGPACK = {"Content-Type": "application/msgpack"}
 BUSINESS_LICENCE_CODE = "11100000MB1F000067001"  # the sample 营业执照 type (ledger.network)
@@ -251,7 +251,10 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
         budget = int(max(limit["limit_tps"], 500) * seconds * 1.6) + 2000
         txs = presign(net, budget if not quick else min(budget, 6000), workload)
         h0 = net.status(0)["height"]
+        pids = [p.pid for p in net.procs.values()]
+        cpu0 = cpu_snapshot(pids)
         latencies, start, end = asyncio.run(closed_loop(urls, txs, clients, seconds))
+        cpu1 = cpu_snapshot(pids)
         used = len(latencies)
         time.sleep(1.0)
         h1 = net.status(0)["height"]
@@ -267,6 +270,12 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
             "closed_loop_p99_ms": round(percentile(latencies, 99), 1),
             "blocks": h1 - h0,
         }
+        # Where the two cores went during the closed loop: CPU ms per committed transaction.
+        if committed:
+            figures["cpu_ms_per_tx"] = {k: round((cpu1[k] - cpu0[k]) * 1000 / committed, 2)
+                                        for k in cpu0}
+            figures["cpu_busy_fraction"] = round(
+                sum(cpu1[k] - cpu0[k] for k in cpu0) / ((end - start) * (os.cpu_count() or 1)), 2)
         remaining = txs[used + 100:]
         points = [0.5] if quick else [0.1, 0.5, 0.8]
         for fraction in points:
@@ -307,6 +316,9 @@ def main(args: Any) -> int:
               f"SM2 verifies/s ÷ {figures['nodes']} nodes = {figures['limit_tps']} tx/s")
         print(f"committed: {figures['committed_tps']} tx/s "
               f"({figures['ratio_to_limit']} of the limit) in {figures['blocks']} blocks")
+        if "cpu_ms_per_tx" in figures:
+            print(f"CPU ms per committed tx: {figures['cpu_ms_per_tx']} "
+                  f"(cores {int(figures['cpu_busy_fraction'] * 100)} % busy)")
         for key in sorted(k for k in figures if k.startswith("p50_ms_")):
             tag = key.removeprefix("p50_ms_")
             print(f"latency at {tag} of peak ({figures['rate_' + tag]} tx/s): "

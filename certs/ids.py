@@ -215,6 +215,16 @@ class CertId:
         )
 
 
+def _checked_cert_id(type_code: str, issuer_uscc: str, serial: str, version: int) -> CertId:
+    """A CertId from parts the caller has just checked with :func:`_check_parts` (which
+    ``CertId()`` would run a second time, a third of parsing an identifier)."""
+    cert_id = object.__new__(CertId)
+    for name, part in (("type_code", type_code), ("issuer_uscc", issuer_uscc),
+                       ("serial", serial), ("version", version)):
+        object.__setattr__(cert_id, name, part)
+    return cert_id
+
+
 def format_cert_id(type_code: str, issuer_uscc: str, serial: str, version: int) -> str:
     """The identifier for these parts, with its check character; raises :class:`IdentifierError`."""
     return str(CertId(_normalise(type_code), _normalise(issuer_uscc), _normalise(serial), version))
@@ -249,7 +259,7 @@ def parse_cert_id(value: str) -> CertId:
     ):
         _fail(subject, f"version {version_text!r} is not 3 digits from 001 to 999", "version")
     _check_parts(subject, type_code, issuer_uscc, serial, int(version_text))
-    cert_id = CertId(type_code, issuer_uscc, serial, int(version_text))
+    cert_id = _checked_cert_id(type_code, issuer_uscc, serial, int(version_text))
     expected = cert_id.check_char
     if check != expected:
         _fail(subject, f"check character is {check!r}, expected {expected!r}", "check character")

@@ -27,6 +27,8 @@ queries want).
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 from ledger.codec import Value, decode_value, encode_value
@@ -92,8 +94,14 @@ def encode_org(name: str, uscc: str, kind: str, region: str, keys: list[bytes]) 
 def get_account(state_get: StateGet, public_key: bytes) -> AccountRecord | None:
     """The key's account, or None; a revoked key has ``revoked_at`` set."""
     raw = state_get(account_key(public_key))
-    if raw is None:
-        return None
+    return None if raw is None else _decode_account(raw)
+
+
+# Every transaction's sender is looked up (often twice) while it executes on every node:
+# decoded records are memoised by their exact bytes, so a changed account (new bytes) is
+# never served stale. Records are frozen and nobody changes them in place.
+@functools.lru_cache(maxsize=4096)
+def _decode_account(raw: bytes) -> AccountRecord:
     try:
         value = decode_value(raw)
         assert isinstance(value, dict)

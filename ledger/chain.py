@@ -396,6 +396,7 @@ class Chain:
             executed=e.executed, state_changes=e.state_changes, state_nodes=pending.state_nodes,
             index_changes=e.index_changes,
         ))
+        self._tree.remember_persisted(pending.state_nodes)
 
     def result_of(self, tx_id: bytes) -> tuple[int, int, TxResult] | None:
         loc = self.store.get_tx_location(tx_id)

@@ -23,6 +23,14 @@ trailing bytes and every other alternative spelling. Typed decoding
 with the path of the offending item, e.g. ``tx.payload.amount: expected
 int, got str``.
 
+Speed matters here: every transaction and consensus message passes through this
+module several times on every node. The hot paths therefore make one pass
+without building error paths (:func:`_canon`, :func:`_plain_ok`, per-type
+converters compiled once by :func:`_converter`); only when that pass finds a
+problem is the value walked again by the path-naming checks, so errors stay as
+precise as before. Keys are sorted as Python strings, which is the same order
+as their UTF-8 bytes (UTF-8 preserves code-point order).
+
 For JSON (the HTTP API's default), :func:`to_json` writes the same values
 with bytes as lowercase hex strings, and :func:`from_json` reads them back
 through the same typed conversion, so JSON is a view of the canonical value,
@@ -84,26 +92,69 @@ def _check_plain(value: object, path: str, depth: int) -> None:
     raise DecodeError(f"{path}: {t.__name__} cannot be encoded")
 
 
-def _sorted(value: Value) -> Value:
-    """Rebuild maps with keys in canonical (UTF-8 byte) order."""
-    if type(value) is dict:
-        return {k: _sorted(value[k]) for k in sorted(value, key=_utf8)}
-    if type(value) is list:
-        return [_sorted(v) for v in value]
-    return value
+class _Bad(Exception):
+    """Raised by the fast passes; the caller re-walks the value to name the problem."""
 
 
-def _utf8(s: str) -> bytes:
-    return s.encode("utf-8")
+_SCALARS = frozenset({type(None), bool, str, bytes})
+
+
+def _canon(value: object, depth: int, objects: bool) -> object:
+    """A copy of ``value`` with maps in canonical key order: the fast path of encoding.
+
+    With ``objects``, dataclass instances become maps of their codec fields and tuples
+    become arrays (what :func:`encode` accepts); without, only plain values pass (what
+    :func:`encode_value` accepts). Raises :class:`_Bad`, without saying where, if the
+    value has no canonical form.
+    """
+    t = type(value)
+    if t in _SCALARS:
+        return value
+    if t is int:
+        if INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+            return value
+        raise _Bad
+    depth += 1
+    if t is dict:
+        if depth > MAX_DEPTH and value:
+            raise _Bad
+        try:
+            keys = sorted(value)  # type: ignore[call-overload]
+        except TypeError:
+            raise _Bad from None
+        out = {}
+        for k in keys:
+            if type(k) is not str:
+                raise _Bad
+            out[k] = _canon(value[k], depth, objects)  # type: ignore[index]
+        return out
+    if t is list or (objects and t is tuple):
+        if depth > MAX_DEPTH and value:
+            raise _Bad
+        return [_canon(v, depth, objects) for v in value]  # type: ignore[attr-defined]
+    if objects:
+        names = _codec_names(t)
+        if names is not None:
+            if depth > MAX_DEPTH:
+                raise _Bad
+            return {n: _canon(getattr(value, n), depth, objects) for n in names}
+    raise _Bad
+
+
+def _pack(value: object) -> bytes:
+    try:
+        return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    except UnicodeEncodeError as exc:
+        raise DecodeError(f"string is not valid UTF-8: {exc.reason}") from None
 
 
 def encode_value(value: Value) -> bytes:
     """Canonical bytes of a plain value. Raises DecodeError if it has no canonical form."""
-    _check_plain(value, "$", 0)
     try:
-        return msgpack.packb(_sorted(value), use_bin_type=True)  # type: ignore[no-any-return]
-    except UnicodeEncodeError as exc:
-        raise DecodeError(f"string is not valid UTF-8: {exc.reason}") from None
+        return _pack(_canon(value, 0, False))
+    except _Bad:
+        _check_plain(value, "$", 0)  # names the problem
+        raise DecodeError("value has no canonical encoding") from None
 
 
 def decode_value(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Value:
@@ -130,10 +181,47 @@ def decode_value(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Value:
         raise DecodeError("string is not valid UTF-8") from None
     except ValueError as exc:  # msgpack's FormatError, StackError, OutOfData, ...
         raise DecodeError(f"not valid msgpack: {type(exc).__name__}: {exc}") from None
-    _check_plain(value, "$", 0)
-    if encode_value(value) != data:
+    # Canonical input has its keys in order already, so it re-packs as is; anything else
+    # (unsorted or duplicate keys, a longer integer form) re-packs to different bytes.
+    if not _plain_ok(value, 0, True):
+        _check_plain(value, "$", 0)  # names the problem when it is a type or depth
+        raise DecodeError("not the canonical encoding (key order, duplicate keys or integer form)")
+    if _pack(value) != data:
         raise DecodeError("not the canonical encoding (key order, duplicate keys or integer form)")
     return value  # type: ignore[no-any-return]
+
+
+def _plain_ok(value: object, depth: int, ordered: bool) -> bool:
+    """Is ``value`` a plain value within the limits (and, with ``ordered``, are its maps'
+    keys in canonical order)? The fast, pathless twin of :func:`_check_plain`."""
+    t = type(value)
+    if t in _SCALARS:
+        return True
+    if t is int:
+        return INT_MIN <= value <= INT_MAX  # type: ignore[operator]
+    depth += 1
+    if t is dict:
+        if depth > MAX_DEPTH and value:
+            return False
+        prev = None
+        for k, v in value.items():  # type: ignore[attr-defined]
+            if type(k) is not str:
+                return False
+            if ordered:
+                if prev is not None and not prev < k:
+                    return False
+                prev = k
+            if not _plain_ok(v, depth, ordered):
+                return False
+        return True
+    if t is list:
+        if depth > MAX_DEPTH and value:
+            return False
+        for v in value:  # type: ignore[attr-defined]
+            if not _plain_ok(v, depth, ordered):
+                return False
+        return True
+    return False
 
 
 # --- dataclasses <-> plain values --------------------------------------------------------
@@ -141,8 +229,12 @@ def decode_value(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Value:
 
 def to_value(obj: object) -> Value:
     """Plain value of a dataclass instance (recursively) or of a plain value."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_value(getattr(obj, f.name)) for f in _fields(type(obj))}
+    t = type(obj)
+    if t in _SCALARS or t is int:
+        return obj  # type: ignore[return-value]
+    names = _field_names(t)
+    if names is not None:
+        return {n: to_value(getattr(obj, n)) for n in names}
     if isinstance(obj, (list, tuple)):
         return [to_value(v) for v in obj]
     if isinstance(obj, dict):
@@ -152,7 +244,10 @@ def to_value(obj: object) -> Value:
 
 def encode(obj: object) -> bytes:
     """Canonical bytes of a dataclass instance or plain value."""
-    return encode_value(to_value(obj))
+    try:
+        return _pack(_canon(obj, 0, True))
+    except _Bad:
+        return encode_value(to_value(obj))  # raises, naming the problem
 
 
 def decode(data: bytes, cls: type[T], max_size: int = DEFAULT_MAX_SIZE) -> T:
@@ -165,12 +260,47 @@ def from_value(cls: type[T], value: object, path: str = "$", hex_bytes: bool = F
 
     With ``hex_bytes`` (JSON input) a field typed ``bytes`` also accepts a hex string.
     """
-    return typing.cast(T, _convert(cls, value, path, hex_bytes))
+    try:
+        return typing.cast(T, _converter(cls)(value, hex_bytes))
+    except _Fail as exc:
+        raise DecodeError(path + exc.text) from None
+
+
+class _Fail(Exception):
+    """A typed-conversion failure; ``text`` is the path below the failing converter's
+    caller followed by ``: reason``. Each enclosing converter prepends its own step."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _add_step(exc: _Fail, step: str) -> _Fail:
+    exc.text = step + exc.text
+    return exc
 
 
 @functools.cache
 def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    return dataclasses.fields(cls)
+    """The fields the codec carries: all but those marked ``metadata={"codec": False}``
+    (caches such as a transaction's memoised body bytes)."""
+    return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("codec", True))
+
+
+@functools.cache
+def _field_names(t: type) -> tuple[str, ...] | None:
+    """A dataclass's codec field names in declaration order, or None for other types."""
+    if not dataclasses.is_dataclass(t):
+        return None
+    return tuple(f.name for f in _fields(t))
+
+
+@functools.cache
+def _codec_names(t: type) -> tuple[str, ...] | None:
+    """A dataclass's codec field names in canonical order, or None for other types."""
+    if not dataclasses.is_dataclass(t):
+        return None
+    return tuple(sorted(f.name for f in _fields(t)))
 
 
 @functools.cache
@@ -182,101 +312,183 @@ def _type_name(v: object) -> str:
     return "nil" if v is None else type(v).__name__
 
 
-def _convert(tp: Any, v: object, path: str, hex_bytes: bool) -> object:
+Converter = Callable[[object, bool], object]
+
+
+@functools.cache
+def _converter(tp: Any) -> Converter:
+    """The function converting a plain value to type ``tp`` (built once per type)."""
     if tp is Any or tp == Value:
-        if hex_bytes:
-            return v
-        _check_plain(v, path, 0)
-        return v
+        return _convert_any
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return _convert_dataclass(tp, v, path, hex_bytes)
+        return _dataclass_converter(tp)
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        return _convert_union(tp, v, path, hex_bytes)
-    if origin is list or origin is tuple:
-        if type(v) is not list:
-            raise DecodeError(f"{path}: expected a list, got {_type_name(v)}")
         args = get_args(tp)
-        item_tp = args[0] if args else Any
-        items = [_convert(item_tp, x, f"{path}[{i}]", hex_bytes) for i, x in enumerate(v)]
-        return tuple(items) if origin is tuple else items
+        if bool in args and str in args and bytes in args:  # the `Value` alias, as resolved
+            return _convert_any
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise TypeError(f"codec supports only `X | None` unions, not {tp!r}")
+        return _optional_converter(rest[0], type(None) in args)
+    if origin is list or origin is tuple:
+        args = get_args(tp)
+        return _list_converter(args[0] if args else Any, origin is tuple)
     if origin is dict:
+        return _dict_converter(get_args(tp)[1])
+    if origin is typing.Literal:
+        return _literal_converter(get_args(tp))
+    return _scalar_converter(tp)
+
+
+def _convert_any(v: object, hex_bytes: bool) -> object:
+    if hex_bytes or _plain_ok(v, 0, False):
+        return v
+    try:
+        _check_plain(v, "", 0)
+    except DecodeError as exc:
+        raise _Fail(str(exc)) from None
+    return v
+
+
+def _optional_converter(inner: Any, nil_ok: bool) -> Converter:
+    # Inner converters are looked up on first use, so a class may refer to itself.
+    item: Converter | None = None
+
+    def convert(v: object, hex_bytes: bool) -> object:
+        nonlocal item
+        if v is None:
+            if nil_ok:
+                return None
+            raise _Fail(": must not be nil")
+        if item is None:
+            item = _converter(inner)
+        return item(v, hex_bytes)
+
+    return convert
+
+
+def _list_converter(item_tp: Any, as_tuple: bool) -> Converter:
+    item: Converter | None = None
+
+    def convert(v: object, hex_bytes: bool) -> object:
+        nonlocal item
+        if type(v) is not list:
+            raise _Fail(f": expected a list, got {_type_name(v)}")
+        if item is None:
+            item = _converter(item_tp)
+        items = []
+        for i, x in enumerate(v):
+            try:
+                items.append(item(x, hex_bytes))
+            except _Fail as exc:
+                raise _add_step(exc, f"[{i}]") from None
+        return tuple(items) if as_tuple else items
+
+    return convert
+
+
+def _dict_converter(val_tp: Any) -> Converter:
+    item: Converter | None = None
+
+    def convert(v: object, hex_bytes: bool) -> object:
+        nonlocal item
         if type(v) is not dict:
-            raise DecodeError(f"{path}: expected a map, got {_type_name(v)}")
-        _, val_tp = get_args(tp)
+            raise _Fail(f": expected a map, got {_type_name(v)}")
+        if item is None:
+            item = _converter(val_tp)
         out = {}
         for k, x in v.items():
             if type(k) is not str:
-                raise DecodeError(f"{path}: map key {k!r} is not a string")
-            out[k] = _convert(val_tp, x, f"{path}.{k}", hex_bytes)
-        return out
-    if origin is typing.Literal:
-        if v not in get_args(tp) or type(v) is bool:
-            allowed = ", ".join(repr(a) for a in get_args(tp))
-            raise DecodeError(f"{path}: {v!r} is not one of {allowed}")
-        return v
-    return _convert_scalar(tp, v, path, hex_bytes)
-
-
-def _convert_scalar(tp: Any, v: object, path: str, hex_bytes: bool) -> object:
-    if tp is int:
-        if type(v) is not int:
-            raise DecodeError(f"{path}: expected int, got {_type_name(v)}")
-        if not INT_MIN <= v <= INT_MAX:
-            raise DecodeError(f"{path}: integer {v} outside the 64-bit range")
-        return v
-    if tp is bytes:
-        if type(v) is bytes:
-            return v
-        if hex_bytes and type(v) is str:
+                raise _Fail(f": map key {k!r} is not a string")
             try:
-                return bytes.fromhex(v)
-            except ValueError:
-                raise DecodeError(f"{path}: expected hex-encoded bytes") from None
-        raise DecodeError(f"{path}: expected bytes, got {_type_name(v)}")
-    if tp is str or tp is bool:
-        if type(v) is not tp:
-            raise DecodeError(f"{path}: expected {tp.__name__}, got {_type_name(v)}")
+                out[k] = item(x, hex_bytes)
+            except _Fail as exc:
+                raise _add_step(exc, f".{k}") from None
+        return out
+
+    return convert
+
+
+def _literal_converter(allowed: tuple[Any, ...]) -> Converter:
+    def convert(v: object, hex_bytes: bool) -> object:
+        if v not in allowed or type(v) is bool:
+            raise _Fail(f": {v!r} is not one of {', '.join(repr(a) for a in allowed)}")
         return v
+
+    return convert
+
+
+def _scalar_converter(tp: Any) -> Converter:
+    if tp is int:
+        def convert_int(v: object, hex_bytes: bool) -> object:
+            if type(v) is not int:
+                raise _Fail(f": expected int, got {_type_name(v)}")
+            if not INT_MIN <= v <= INT_MAX:
+                raise _Fail(f": integer {v} outside the 64-bit range")
+            return v
+
+        return convert_int
+    if tp is bytes:
+        def convert_bytes(v: object, hex_bytes: bool) -> object:
+            if type(v) is bytes:
+                return v
+            if hex_bytes and type(v) is str:
+                try:
+                    return bytes.fromhex(v)
+                except ValueError:
+                    raise _Fail(": expected hex-encoded bytes") from None
+            raise _Fail(f": expected bytes, got {_type_name(v)}")
+
+        return convert_bytes
+    if tp is str or tp is bool:
+        def convert_exact(v: object, hex_bytes: bool) -> object:
+            if type(v) is not tp:
+                raise _Fail(f": expected {tp.__name__}, got {_type_name(v)}")
+            return v
+
+        return convert_exact
     if tp is type(None):
-        if v is not None:
-            raise DecodeError(f"{path}: expected nil, got {_type_name(v)}")
-        return None
+        def convert_nil(v: object, hex_bytes: bool) -> object:
+            if v is not None:
+                raise _Fail(f": expected nil, got {_type_name(v)}")
+            return None
+
+        return convert_nil
     raise TypeError(f"codec cannot convert to {tp!r}")  # a bug in a dataclass definition
 
 
-def _convert_union(tp: Any, v: object, path: str, hex_bytes: bool) -> object:
-    args = get_args(tp)
-    if bool in args and str in args and bytes in args:  # the `Value` alias, as resolved
-        return _convert(Any, v, path, hex_bytes)
-    if v is None:
-        if type(None) in args:
-            return None
-        raise DecodeError(f"{path}: must not be nil")
-    rest = [a for a in args if a is not type(None)]
-    if len(rest) != 1:
-        raise TypeError(f"codec supports only `X | None` unions, not {tp!r}")
-    return _convert(rest[0], v, path, hex_bytes)
+def _dataclass_converter(cls: type) -> Converter:
+    names = tuple(f.name for f in _fields(cls))
+    known = frozenset(names)
+    validate = getattr(cls, "validate", None)
+    convs: tuple[tuple[str, Converter], ...] | None = None
 
+    def convert(v: object, hex_bytes: bool) -> object:
+        nonlocal convs
+        if type(v) is not dict:
+            raise _Fail(f": expected a map for {cls.__name__}, got {_type_name(v)}")
+        if len(v) != len(names) or not known.issuperset(v):
+            unknown = sorted(set(v) - known, key=str)
+            if unknown:
+                raise _Fail(f": unknown field(s) {', '.join(map(str, unknown))}")
+            missing = next(n for n in names if n not in v)
+            raise _Fail(f": missing field {missing!r}")
+        if convs is None:  # resolved on first use, so classes may refer to later ones
+            hints = _hints(cls)
+            convs = tuple((name, _converter(hints[name])) for name in names)
+        kwargs = {}
+        for name, conv in convs:
+            try:
+                kwargs[name] = conv(v[name], hex_bytes)
+            except _Fail as exc:
+                raise _add_step(exc, f".{name}") from None
+        obj = cls(**kwargs)
+        if validate is not None:
+            obj.validate()
+        return obj
 
-def _convert_dataclass(cls: type, v: object, path: str, hex_bytes: bool) -> object:
-    if type(v) is not dict:
-        raise DecodeError(f"{path}: expected a map for {cls.__name__}, got {_type_name(v)}")
-    hints = _hints(cls)
-    names = [f.name for f in _fields(cls)]
-    unknown = sorted(set(v) - set(names))
-    if unknown:
-        raise DecodeError(f"{path}: unknown field(s) {', '.join(map(str, unknown))}")
-    kwargs = {}
-    for name in names:
-        if name not in v:
-            raise DecodeError(f"{path}: missing field {name!r}")
-        kwargs[name] = _convert(hints[name], v[name], f"{path}.{name}", hex_bytes)
-    obj = cls(**kwargs)
-    validate: Callable[[], None] | None = getattr(obj, "validate", None)
-    if validate is not None:
-        validate()
-    return obj
+    return convert
 
 
 # --- JSON view ---------------------------------------------------------------------------

@@ -205,8 +205,9 @@ class SparseMerkleTree:
     node the walk needs is missing from the store, malformed, does not hash to
     its key (if ``verify_nodes``), or breaks the compact-tree shape.
 
-    The cache holds only nodes decoded from the store (after verification), never
-    nodes made by :meth:`update` that the caller may not have persisted, and
+    The cache holds only nodes decoded from the store (after verification) or
+    handed back by :meth:`remember_persisted` once written, never nodes made by
+    :meth:`update` that the caller may not have persisted, and
     never a failed or missing read, so it cannot hide corruption it has not yet
     seen. Nodes are content-addressed and never change, so a cached node stays
     correct for as long as the store keeps it (a future pruner must clear the
@@ -254,6 +255,27 @@ class SparseMerkleTree:
                 _, (_, evicted) = self._cache.popitem(last=False)
                 self._cache_bytes -= evicted
         return node
+
+    def remember_persisted(self, nodes: Mapping[bytes, bytes]) -> None:
+        """Cache the internal nodes of an update once the caller has persisted them.
+
+        The next block's update walks down through exactly these nodes; without this
+        each would be read back from the store and re-hashed. Only internal records are
+        taken (decoding them is slicing); they were made by :meth:`update`, so their
+        hashes are right by construction.
+        """
+        limit = self._cache_bytes_max // 8
+        for node_hash, record in nodes.items():
+            if record[:1] != _INTERNAL_TAG or len(record) != 1 + 2 * HASH_BYTES:
+                continue
+            size = len(record) + _CACHE_ENTRY_OVERHEAD_BYTES
+            if size > limit or node_hash in self._cache:
+                continue
+            self._cache[node_hash] = (_Internal(record[1:33], record[33:65]), size)
+            self._cache_bytes += size
+        while self._cache_bytes > self._cache_bytes_max:
+            _, (_, evicted) = self._cache.popitem(last=False)
+            self._cache_bytes -= evicted
 
     def _decode(self, node_hash: bytes, record: bytes) -> _Node:
         where = f"state node {node_hash.hex()}"

@@ -45,6 +45,14 @@ class Transaction:
     nonce: int
     valid_until: int
     sig: bytes = field(default=b"")
+    # Memoised body bytes and id: every node hashes and checks each transaction several
+    # times (admission, gossip, proposal, execution). Not part of the encoding; safe
+    # because a transaction is never changed after it is built (``replace`` makes a
+    # new one, with an empty memo).
+    _body: bytes | None = field(default=None, init=False, repr=False, compare=False,
+                                metadata={"codec": False})
+    _id: tuple[Suite, bytes] | None = field(default=None, init=False, repr=False,
+                                            compare=False, metadata={"codec": False})
 
     def validate(self) -> None:
         """Shape checks that need no state (called by the codec on decode)."""
@@ -62,7 +70,9 @@ class Transaction:
             raise DecodeError("tx.valid_until must be a time in ms since the epoch")
         if len(self.sig) > SIG_BYTES_MAX:
             raise DecodeError("tx.sig is too long")
-        if len(encode_value(self.payload)) > PAYLOAD_BYTES_MAX:
+        # The payload's encoding is part of the body's, so a small body needs no second look.
+        if (len(self.body_bytes()) > PAYLOAD_BYTES_MAX
+                and len(encode_value(self.payload)) > PAYLOAD_BYTES_MAX):
             raise DecodeError(f"tx.payload exceeds {PAYLOAD_BYTES_MAX} bytes")
 
     def body(self) -> dict[str, Value]:
@@ -77,10 +87,19 @@ class Transaction:
 
     def body_bytes(self) -> bytes:
         """The exact bytes the signature covers (before the domain tag) and the id hashes."""
-        return encode_value(self.body())
+        body = self._body
+        if body is None:
+            body = encode_value(self.body())
+            object.__setattr__(self, "_body", body)
+        return body
 
     def tx_id(self, suite: Suite) -> bytes:
-        return suite.hash(self.body_bytes())
+        memo = self._id
+        if memo is not None and memo[0] is suite:
+            return memo[1]
+        tx_id = suite.hash(self.body_bytes())
+        object.__setattr__(self, "_id", (suite, tx_id))
+        return tx_id
 
     def signature_ok(self, suite: Suite) -> bool:
         return suite.verify(self.sender, TX_PURPOSE, self.body_bytes(), self.sig)

@@ -15,6 +15,7 @@ from ledger.codec import (
     encode,
     encode_value,
     from_json,
+    from_value,
     to_json,
 )
 from ledger.errors import DecodeError
@@ -130,3 +131,72 @@ def test_json_view_round_trips_with_hex_bytes() -> None:
         from_json(Outer, "{")
     with pytest.raises(DecodeError, match="hex"):
         from_json(Outer, text.replace('"dead"', '"zz"'))
+
+
+# --- the fast paths agree with the plain definition of the encoding --------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+    | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+def reference_encoding(value: object) -> bytes:
+    """SPEC's definition, written the slow, obvious way: maps sorted by UTF-8 key bytes."""
+    def canon(v: object) -> object:
+        if isinstance(v, dict):
+            return {k: canon(v[k]) for k in sorted(v, key=lambda s: s.encode("utf-8"))}
+        if isinstance(v, list):
+            return [canon(x) for x in v]
+        return v
+
+    return msgpack.packb(canon(value), use_bin_type=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_values)
+def test_encoding_matches_the_reference_and_round_trips(value: object) -> None:
+    """Goal: the optimised encoder writes exactly the specified bytes (keys in UTF-8 byte
+    order, including non-ASCII keys) and the decoder accepts them back unchanged.
+    Method: hypothesis values against a slow reference encoder."""
+    data = encode_value(value)  # type: ignore[arg-type]
+    assert data == reference_encoding(value)
+    assert decode_value(data) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=4), st.integers(0, 9), min_size=2, max_size=5))
+def test_any_other_key_order_is_rejected(value: dict[str, int]) -> None:
+    """Goal: decoding rejects every spelling but the canonical one. Method: pack the map's
+    keys in reverse canonical order (always different for ≥ 2 keys) and decode."""
+    keys = sorted(value, key=lambda s: s.encode("utf-8"), reverse=True)
+    data = msgpack.packb({k: value[k] for k in keys}, use_bin_type=True)
+    with pytest.raises(DecodeError, match="canonical"):
+        decode_value(data)
+
+
+def test_errors_name_the_path_through_nested_types() -> None:
+    """Goal: a bad item deep inside a typed value is named by its full path, whatever
+    shortcut the decoder takes. Method: break a list item, a map value and a nested field."""
+    good = {"amount": 1, "inner": {"name": "n", "blob": b""}, "items": [1, 2], "note": None,
+            "extra": {}, "flag": False}
+    with pytest.raises(DecodeError, match=r"^\$\.items\[1\]: expected int, got str$"):
+        decode(encode_value({**good, "items": [1, "2"]}), Outer)
+    with pytest.raises(DecodeError, match=r"^\$\.inner\.blob: expected bytes, got str$"):
+        decode(encode_value({**good, "inner": {"name": "n", "blob": "x"}}), Outer)
+    with pytest.raises(DecodeError, match=r"^\$\.inner: missing field 'blob'$"):
+        decode(encode_value({**good, "inner": {"name": "n"}}), Outer)
+    with pytest.raises(DecodeError, match=r"^\$\.note: expected str, got int$"):
+        decode(encode_value({**good, "note": 5}), Outer)
+    with pytest.raises(DecodeError, match=r"^\$: unknown field\(s\) zz$"):
+        decode(encode_value({**good, "zz": 1}), Outer)
+    with pytest.raises(DecodeError, match=r"^\$\.extra\.k\[0\]: floats are not allowed"):
+        from_value(Outer, {**good, "extra": {"k": [1.5]}})
+    with pytest.raises(DecodeError, match=r"^\$\.extra\.k: floats are not allowed"):
+        encode(Outer(1, Inner("n", b""), [], None, {"k": 1.5}))  # type: ignore[dict-item]
