@@ -50,6 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from consensus.effects import Append, Broadcast, Effect, Persist, Send
 from consensus.messages import (
+    Blocks,
     Message,
     PrePrepare,
     TxGossip,
@@ -60,6 +61,7 @@ from consensus.replica import Replica, ReplicaConfig
 from consensus.transport import PeerTransport
 from ledger import acl, api, api_gov, evidence, governance, reads
 from ledger.admission import Admission, Limits, Rejection, verify_batch, verify_worker_init
+from ledger.block import certificate_signatures
 from ledger.chain import Chain, scheduled_validators
 from ledger.codec import decode_value
 from ledger.crypto import load_private_key_file, sm2_backend_name
@@ -69,7 +71,7 @@ from ledger.genesis import Genesis, load_genesis
 from ledger.network import NodeConfig, init_network, join_network, load_node_config
 from ledger.privacy import load_consortium_key
 from ledger.store import LevelDBStore
-from ledger.tx import Transaction
+from ledger.tx import TX_PURPOSE, Transaction
 
 log = logging.getLogger("govledger.node")
 ROOT = Path(__file__).resolve().parent
@@ -112,14 +114,18 @@ class BatchVerifier:
                  linger_s: float = 0.002) -> None:
         self.suite_name, self.pool = suite_name, pool
         self.batch_max, self.linger_s = batch_max, linger_s
-        self._items: list[tuple[bytes, bytes, bytes]] = []
+        self._items: list[tuple[bytes, str, bytes, bytes]] = []
         self._futures: list[asyncio.Future[bool]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def verify(self, tx: Transaction) -> asyncio.Future[bool]:
+        return self.verify_sig(tx.sender, TX_PURPOSE, tx.body_bytes(), tx.sig)
+
+    def verify_sig(self, key: bytes, purpose: str, message: bytes, sig: bytes
+                   ) -> asyncio.Future[bool]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        self._items.append((tx.sender, tx.body_bytes(), tx.sig))
+        self._items.append((key, purpose, message, sig))
         self._futures.append(fut)
         if len(self._items) >= self.batch_max:
             self._flush()
@@ -377,19 +383,36 @@ class Node:
             self.m_dropped.labels(reason="undecodable").inc()
             log.warning("dropping an undecodable message from peer %s: %s", peer.hex()[:16], exc)
             return
-        txs = msg.txs if isinstance(msg, TxGossip) else (
-            msg.block.txs if isinstance(msg, PrePrepare) else [])
+        # Signatures are checked in the worker process before the replica sees the message,
+        # off the event loop: transactions' (gossip, proposals, fetched blocks) and the
+        # commit certificates of fetched blocks (state transfer is otherwise mostly SM2).
+        sigs: list[tuple[bytes, str, bytes, bytes]] = []
+        if isinstance(msg, TxGossip):
+            txs = list(msg.txs)
+        elif isinstance(msg, PrePrepare):
+            txs = list(msg.block.txs)
+        elif isinstance(msg, Blocks):
+            txs = [t for cb in msg.blocks for t in cb.block.txs]
+            sigs = [s for cb in msg.blocks for s in certificate_signatures(
+                self.suite, self.genesis.chain_id, cb.block.header, cb.certificate)]
+        else:
+            txs = []
         unseen = [t for t in txs if not self.replica.is_verified(t)]
-        if unseen:
-            asyncio.get_running_loop().create_task(self._verify_then_enqueue(msg, unseen))
+        if unseen or sigs:
+            asyncio.get_running_loop().create_task(self._verify_then_enqueue(msg, unseen, sigs))
         else:
             self._enqueue("msg", msg)
 
-    async def _verify_then_enqueue(self, msg: Message, txs: list[Transaction]) -> None:
-        results = await asyncio.gather(*(self.verifier.verify(t) for t in txs))
-        for tx, ok in zip(txs, results, strict=True):
+    async def _verify_then_enqueue(self, msg: Message, txs: list[Transaction],
+                                   sigs: list[tuple[bytes, str, bytes, bytes]]) -> None:
+        results = await asyncio.gather(*(self.verifier.verify(t) for t in txs),
+                                       *(self.verifier.verify_sig(*s) for s in sigs))
+        for tx, ok in zip(txs, results, strict=False):
             if ok:
                 self.replica.note_verified(tx)
+        for sig, ok in zip(sigs, results[len(txs):], strict=True):
+            if ok:
+                self.replica.note_sig_verified(*sig)
         self._enqueue("msg", msg)
 
     def _enqueue(self, kind: str, data: Any) -> None:
@@ -424,19 +447,32 @@ class Node:
                 return
 
     def _apply(self, effects: list[Effect]) -> None:
-        for effect in effects:
-            if isinstance(effect, Persist):
+        appends: list[Append] = []  # consecutive appends share one synced write
+        for i, effect in enumerate(effects):
+            if isinstance(effect, Append):
+                appends.append(effect)
+                if i + 1 < len(effects) and isinstance(effects[i + 1], Append):
+                    continue
+                self._append(appends)
+                appends = []
+            elif isinstance(effect, Persist):
                 self.store.put_consensus(effect.changes)
-            elif isinstance(effect, Append):
-                self._append(effect)
             elif isinstance(effect, Send):
                 self.transport.send(effect.to, encode_message(effect.message))
             elif isinstance(effect, Broadcast):
                 self.transport.broadcast(encode_message(effect.message))
         self._arm_timer()
 
-    def _append(self, effect: Append) -> None:
-        self.chain.append(effect.pending, effect.certificate)
+    def _append(self, effects: list[Append]) -> None:
+        self.chain.append_many([(e.pending, e.certificate) for e in effects])
+        for effect in effects:
+            self._appended(effect)
+        self._refresh_peers()
+        if any(b"sys/config" in e.pending.execution.state_changes for e in effects):
+            self._apply_chain_config()
+
+    def _appended(self, effect: Append) -> None:
+        """Answer the clients waiting for the transactions of a block just appended."""
         block = effect.pending.block
         height = block.header.height
         results = effect.pending.execution.results
@@ -452,9 +488,6 @@ class Node:
                 if not fut.done():
                     fut.set_result({"tx_id": tx_id, "status": "committed", "height": height,
                                     "index": index, "result": result})
-        self._refresh_peers()
-        if b"sys/config" in effect.pending.execution.state_changes:
-            self._apply_chain_config()
 
     def _arm_timer(self) -> None:
         deadline = self.replica.next_deadline_ms()
@@ -492,7 +525,7 @@ class Node:
             self.pool = ProcessPoolExecutor(self.verify_workers,
                                             mp_context=multiprocessing.get_context("spawn"),
                                             initializer=verify_worker_init)
-        self.verifier = BatchVerifier(self.genesis.suite, self.pool)
+        self.verifier = BatchVerifier(self.genesis.suite, self.pool, batch_max=64)
         if self.pool is not None:  # start the worker now, not on the first transaction
             await asyncio.get_running_loop().run_in_executor(
                 self.pool, verify_batch, self.genesis.suite, [])
@@ -763,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run one node in the foreground")
     p.add_argument("--config", required=True)
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    p.add_argument("--verify-workers", type=int, default=1,
+    p.add_argument("--verify-workers", type=int, default=2,
                    help="worker processes for signature checks (0: in the event loop)")
     p = sub.add_parser("up", help="start every node of a local network")
     p.add_argument("--dir", required=True)

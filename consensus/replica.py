@@ -164,6 +164,13 @@ class Replica:
         self.fetch_deadline: int | None = None
         self.fetch_turn = 0
         self.fetch_peer: bytes | None = None
+        # State transfer is pipelined: fetched blocks wait here (contiguous from executed+1)
+        # and are checked and applied one step later (apply_deadline), after the request
+        # for the next range has gone out, so the peer's answer and the driver's signature
+        # checks of it overlap with applying these.
+        self.fetched: list[CertifiedBlock] = []
+        self.apply_deadline: int | None = None
+        self.fetch_upto = 0  # the highest height asked for by the outstanding request
         self.request_deadline: int | None = None
         self.vc_deadline: int | None = None
         self.vc_timeout = self.config.view_change_timeout_ms
@@ -173,6 +180,9 @@ class Replica:
         self.gossip_out: list[Transaction] = []
         self.gossip_deadline: int | None = None
         self.tx_verified: OrderedDict[bytes, None] = OrderedDict()
+        # Signatures (key, purpose, message, sig) the driver checked already, in a worker
+        # process: the commit certificates of fetched blocks (see Node._on_peer_message).
+        self.sigs_verified: OrderedDict[tuple[bytes, str, bytes, bytes], None] = OrderedDict()
         self.stats: dict[str, int] = {"view_changes": 0, "dropped": 0, "blocks_fetched": 0}
         self.last_cert: CommitCertificate | None = (
             chain.store.get_certificate(self.executed) if self.executed > 0 else None
@@ -308,6 +318,18 @@ class Replica:
         if len(self.tx_verified) > 4 * self.config.mempool_max:
             self.tx_verified.popitem(last=False)
 
+    def note_sig_verified(self, key: bytes, purpose: str, message: bytes, sig: bytes) -> None:
+        """The driver checked this signature already (e.g. in a worker process)."""
+        self.sigs_verified[(key, purpose, message, sig)] = None
+        if len(self.sigs_verified) > 64 * self.config.fetch_blocks_max:
+            self.sigs_verified.popitem(last=False)
+
+    def sig_ok(self, key: bytes, purpose: str, message: bytes, sig: bytes) -> bool:
+        """One signature check, answered from the driver's checks when it made them."""
+        if self.sigs_verified.pop((key, purpose, message, sig), 0) is None:
+            return True
+        return self.suite.verify(key, purpose, message, sig)
+
     def tx_signature_ok(self, tx: Transaction) -> bool:
         if self.is_verified(tx):
             return True
@@ -432,11 +454,14 @@ class Replica:
             self.status_deadline = now_ms + self.config.status_interval_ms
         if self.fetch_deadline is not None and now_ms >= self.fetch_deadline:
             self.fetch_deadline = None
+        if self.apply_deadline is not None and now_ms >= self.apply_deadline:
+            effects += self._apply_fetched(now_ms)
         return effects + self._progress(now_ms)
 
     def next_deadline_ms(self) -> int | None:
         deadlines = [d for d in (self.request_deadline, self.vc_deadline, self.retransmit_deadline,
-                                 self.status_deadline, self.fetch_deadline, self.gossip_deadline)
+                                 self.status_deadline, self.fetch_deadline, self.gossip_deadline,
+                                 self.apply_deadline)
                      if d is not None]
         batch = self._batch_deadline()
         if batch is not None:
@@ -924,7 +949,8 @@ class Replica:
             self.catchup_target = max(self.catchup_target, claims[self.f] + offset)
 
     def _maybe_fetch(self, now_ms: int) -> list[Effect]:
-        if self.catchup_target <= self.executed or self.fetch_deadline is not None:
+        start = self.executed + len(self.fetched) + 1  # beyond the blocks waiting to apply
+        if self.catchup_target < start or self.fetch_deadline is not None:
             return []
         peers = [k for k in self.validators.public_keys() if k != self.me]
         ahead = [k for k in peers if max(self.status_heights.get(k, 0),
@@ -935,9 +961,10 @@ class Replica:
         peer = candidates[self.fetch_turn % len(candidates)]
         self.fetch_turn += 1
         self.fetch_peer = peer
-        upto = min(self.catchup_target, self.executed + self.config.fetch_blocks_max)
+        upto = min(self.catchup_target, start - 1 + self.config.fetch_blocks_max)
         self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
-        return [Send(peer, self._sign(FetchBlocks(self.executed + 1, upto, b"")))]
+        self.fetch_upto = upto
+        return [Send(peer, self._sign(FetchBlocks(start, upto, b"")))]
 
     def _on_fetch(self, m: FetchBlocks) -> list[Effect]:
         lo = max(1, m.from_height)
@@ -957,29 +984,58 @@ class Replica:
         return [Send(m.sender, self._sign(Blocks(blocks, b"")))]
 
     def _on_blocks(self, m: Blocks, now_ms: int) -> list[Effect]:
+        """Queue the blocks that extend what we hold and ask the same peer for the next range
+        at once; the queued blocks are checked and applied by the next step."""
+        if m.sender != self.fetch_peer:
+            return self._drop(m, "blocks from a peer we did not ask")
+        horizon = self.executed + len(self.fetched)
+        run: list[CertifiedBlock] = []
+        for cb in m.blocks:
+            height = cb.block.header.height
+            if height <= horizon + len(run):
+                continue
+            if height != horizon + len(run) + 1:
+                break
+            run.append(cb)
+        if not run:
+            return []
+        self.fetched += run
+        self.apply_deadline = now_ms
+        horizon += len(run)
+        if horizon >= self.catchup_target:
+            return []
+        upto = min(self.catchup_target, horizon + self.config.fetch_blocks_max)
+        self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
+        self.fetch_upto = upto
+        return [Send(m.sender, self._sign(FetchBlocks(horizon + 1, upto, b"")))]
+
+    def _apply_fetched(self, now_ms: int) -> list[Effect]:
+        """Check each queued block's commit certificate, execute it and append it."""
+        blocks, self.fetched, self.apply_deadline = self.fetched, [], None
         effects: list[Effect] = []
         before = self.executed
-        for cb in m.blocks:
+        for cb in blocks:
             header = cb.block.header
             if header.height <= self.executed:
-                continue
+                continue  # committed meanwhile by the normal protocol
             if header.height != self.executed + 1:
                 break
             try:
                 vs = self.chain.validators_for(header.height, self._parent())
-                verify_certificate(self.suite, self.chain_id, header, cb.certificate, vs)
+                verify_certificate(self.suite, self.chain_id, header, cb.certificate, vs,
+                                   self.sig_ok)
                 pending = self.chain.check_proposal(cb.block, self._parent(), self.tx_signature_ok)
             except InputError as exc:
-                log.warning("state transfer: block %d from %s rejected: %s", header.height,
-                            m.sender[-4:].hex(), exc)
+                log.warning("state transfer: block %d rejected: %s", header.height, exc)
+                # What was asked for beyond it is useless now: the fetch timer runs out and
+                # the next request goes to another peer (asking again at once would loop
+                # without bound against a peer that keeps answering with unusable blocks).
+                self.fetch_upto = 0
                 break
             self.stats["blocks_fetched"] += 1
             effects += self._execute(pending, cb.certificate, now_ms)
-        if self.executed > before:
-            self.fetch_deadline = None  # progress: ask for the next range at once
-        # Otherwise (stale, duplicate or rejected blocks) the fetch timer runs out first and
-        # the next request goes to another peer: asking again at once would loop without
-        # bound against a peer that keeps answering with blocks we cannot use.
+        if self.executed > before and self.fetch_upto <= self.executed:
+            self.fetch_deadline = None  # progress and nothing asked for beyond it: ask now
         return effects
 
     def _on_status(self, st: Status, now_ms: int) -> list[Effect]:

@@ -28,7 +28,6 @@ queries want).
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 
 from ledger.codec import Value, decode_value, encode_value

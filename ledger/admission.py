@@ -29,7 +29,7 @@ from ledger.codec import decode, from_json
 from ledger.crypto import get_suite
 from ledger.errors import DecodeError, InputError
 from ledger.execution import Registry, StateGet
-from ledger.tx import TX_BYTES_MAX, TX_PURPOSE, Transaction
+from ledger.tx import TX_BYTES_MAX, Transaction
 
 
 class Rejection(InputError):
@@ -152,7 +152,8 @@ def verify_worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def verify_batch(suite_name: str, items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """Signature checks for (sender, body bytes, sig) triples; runs in a worker process."""
+def verify_batch(suite_name: str, items: list[tuple[bytes, str, bytes, bytes]]) -> list[bool]:
+    """Signature checks for (public key, purpose, message, sig) tuples — transactions'
+    signatures and blocks' commit signatures; runs in a worker process."""
     suite = get_suite(suite_name)
-    return [suite.verify(sender, TX_PURPOSE, body, sig) for sender, body, sig in items]
+    return [suite.verify(key, purpose, message, sig) for key, purpose, message, sig in items]

@@ -25,7 +25,8 @@ member when n is not of that form (e.g. 4 of 5).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger.codec import Value, encode, encode_value
@@ -92,7 +93,12 @@ class ValidatorSet:
 
     def set_hash(self, suite: Suite) -> bytes:
         """Hash of the ordered public keys (order fixes who is primary of which view)."""
-        return suite.hash(encode_value({"validators": list(self.public_keys())}))
+        return _set_hash(suite, tuple(self.public_keys()))
+
+
+@functools.lru_cache(maxsize=64)
+def _set_hash(suite: Suite, keys: tuple[bytes, ...]) -> bytes:
+    return suite.hash(encode_value({"validators": list(keys)}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +167,28 @@ def commit_message(chain_id: str, height: int, block_hash: bytes) -> bytes:
     return encode_value({"chain_id": chain_id, "height": height, "block_hash": block_hash})
 
 
+def certificate_signatures(
+    suite: Suite, chain_id: str, header: BlockHeader, cert: CommitCertificate
+) -> list[tuple[bytes, str, bytes, bytes]]:
+    """The (key, purpose, message, sig) checks :func:`verify_certificate` will make for
+    ``cert`` on ``header``, so a caller can run them ahead, elsewhere (a worker process)."""
+    message = commit_message(chain_id, header.height, header.block_hash(suite))
+    return [(s.validator, COMMIT_PURPOSE, message, s.sig) for s in cert.signatures]
+
+
 def verify_certificate(
     suite: Suite,
     chain_id: str,
     header: BlockHeader,
     cert: CommitCertificate,
     validators: ValidatorSet,
+    sig_ok: Callable[[bytes, str, bytes, bytes], bool] | None = None,
 ) -> None:
     """Check that ``cert`` proves ``header`` was committed by ``validators``.
+
+    ``sig_ok(key, purpose, message, sig)`` checks one signature; by default
+    ``suite.verify`` (a caller with a cache of signatures checked elsewhere — a
+    worker process — passes its own).
 
     Raises SignatureError naming the first problem: wrong height or hash,
     a signer outside the set, a repeated signer, a bad signature, or fewer
@@ -189,7 +209,7 @@ def verify_certificate(
             raise SignatureError(f"height {header.height}: signer is not a validator of the set")
         if s.validator in seen:
             raise SignatureError(f"height {header.height}: a validator signed twice")
-        if not suite.verify(s.validator, COMMIT_PURPOSE, message, s.sig):
+        if not (sig_ok or suite.verify)(s.validator, COMMIT_PURPOSE, message, s.sig):
             raise SignatureError(f"height {header.height}: a commit signature does not verify")
         seen.add(s.validator)
     if len(seen) < validators.quorum:

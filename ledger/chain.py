@@ -28,6 +28,7 @@ and re-checks every link, root, commit certificate and the final state.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import zip_longest
@@ -191,7 +192,10 @@ def scheduled_validators(state_get: Callable[[bytes], bytes | None]) -> Validato
         raise CorruptionError(f"scheduled validator set in state is unreadable: {exc}") from None
 
 
+@functools.lru_cache(maxsize=64)
 def _decode_set(raw: bytes) -> ValidatorSet:
+    """Memoised by the stored bytes: every block's certificate check reads the set, and it
+    changes only by governance (new bytes). Sets are frozen and never changed in place."""
     return decode(raw, ValidatorSet)
 
 
@@ -389,14 +393,22 @@ class Chain:
 
     def append(self, pending: Pending, certificate: CommitCertificate) -> None:
         """Durably append a pending block whose parent is the head."""
-        assert pending.header.height == self.store.head_height() + 1
-        e = pending.execution
-        self.store.append(BlockCommit(
-            block=pending.block, certificate=certificate, results=e.results,
-            executed=e.executed, state_changes=e.state_changes, state_nodes=pending.state_nodes,
-            index_changes=e.index_changes,
-        ))
-        self._tree.remember_persisted(pending.state_nodes)
+        self.append_many([(pending, certificate)])
+
+    def append_many(self, blocks: list[tuple[Pending, CommitCertificate]]) -> None:
+        """Durably append consecutive pending blocks, the first on the head, in one write."""
+        assert not blocks or blocks[0][0].header.height == self.store.head_height() + 1
+        commits = []
+        for pending, certificate in blocks:
+            e = pending.execution
+            commits.append(BlockCommit(
+                block=pending.block, certificate=certificate, results=e.results,
+                executed=e.executed, state_changes=e.state_changes,
+                state_nodes=pending.state_nodes, index_changes=e.index_changes,
+            ))
+        self.store.append_many(commits)
+        for pending, _ in blocks:
+            self._tree.remember_persisted(pending.state_nodes)
 
     def result_of(self, tx_id: bytes) -> tuple[int, int, TxResult] | None:
         loc = self.store.get_tx_location(tx_id)

@@ -133,7 +133,7 @@ def _canon(value: object, depth: int, objects: bool) -> object:
             raise _Bad
         return [_canon(v, depth, objects) for v in value]  # type: ignore[attr-defined]
     if objects:
-        names = _codec_names(t)
+        names = _codec_names(typing.cast(Any, t))
         if names is not None:
             if depth > MAX_DEPTH:
                 raise _Bad
@@ -217,10 +217,7 @@ def _plain_ok(value: object, depth: int, ordered: bool) -> bool:
     if t is list:
         if depth > MAX_DEPTH and value:
             return False
-        for v in value:  # type: ignore[attr-defined]
-            if not _plain_ok(v, depth, ordered):
-                return False
-        return True
+        return all(_plain_ok(v, depth, ordered) for v in value)  # type: ignore[attr-defined]
     return False
 
 
@@ -232,7 +229,7 @@ def to_value(obj: object) -> Value:
     t = type(obj)
     if t in _SCALARS or t is int:
         return obj  # type: ignore[return-value]
-    names = _field_names(t)
+    names = _field_names(typing.cast(Any, t))
     if names is not None:
         return {n: to_value(getattr(obj, n)) for n in names}
     if isinstance(obj, (list, tuple)):
@@ -261,7 +258,7 @@ def from_value(cls: type[T], value: object, path: str = "$", hex_bytes: bool = F
     With ``hex_bytes`` (JSON input) a field typed ``bytes`` also accepts a hex string.
     """
     try:
-        return typing.cast(T, _converter(cls)(value, hex_bytes))
+        return typing.cast(T, _converter(typing.cast(Any, cls))(value, hex_bytes))
     except _Fail as exc:
         raise DecodeError(path + exc.text) from None
 

@@ -52,7 +52,7 @@ import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ledger.block import (
     Block,
@@ -117,6 +117,10 @@ class Store(Protocol):
 
     def append(self, commit: BlockCommit) -> None:
         """Atomically and durably add one block; see the module docstring."""
+        ...
+
+    def append_many(self, commits: list[BlockCommit]) -> None:
+        """Atomically and durably add consecutive blocks (all or none)."""
         ...
 
     def get_consensus(self, key: bytes) -> bytes | None: ...
@@ -210,6 +214,15 @@ class MemoryStore:
 
     def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         yield from _scan(self._state_keys, self.state, prefix, None, False)
+
+    def append_many(self, commits: list[BlockCommit]) -> None:
+        prev = self.headers[-1] if self.headers else None
+        head = self.head_height()
+        for commit in commits:  # check all first: all or none
+            _check_extends(head, prev, commit, self.suite)
+            prev, head = commit.block.header, commit.block.header.height
+        for commit in commits:
+            self.append(commit)
 
     def append(self, commit: BlockCommit) -> None:
         prev = self.headers[-1] if self.headers else None
@@ -390,33 +403,47 @@ class LevelDBStore:
     # -- writing ------------------------------------------------------------------------
 
     def append(self, commit: BlockCommit) -> None:
-        header = commit.block.header
-        prev = self.get_header(self._head) if self._head >= 0 else None
-        _check_extends(self._head, prev, commit, self.suite)
-        hk = height_key(header.height)
+        self.append_many([commit])
+
+    def append_many(self, commits: list[BlockCommit]) -> None:
+        """Append consecutive blocks in one atomic, synced write (state transfer applies
+        dozens per step: one fsync for all of them instead of one each)."""
+        if not commits:
+            return
+        head = self._head
+        prev = self.get_header(head) if head >= 0 else None
         with self.db.write_batch(transaction=True, sync=True) as wb:
-            wb.put(b"h:" + hk, encode(header))
-            wb.put(b"b:" + hk, encode(commit.block))
-            if commit.certificate is not None:
-                wb.put(b"c:" + hk, encode(commit.certificate))
-            wb.put(b"r:" + hk, encode_value({"results": [_plain(r) for r in commit.results]}))
-            for tx_id, position in commit.executed.items():
-                wb.put(b"t:" + tx_id, encode_value({"height": header.height, "index": position}))
-            for node_hash, record in commit.state_nodes.items():
-                wb.put(b"n:" + node_hash, record)
-            for k, v in commit.state_changes.items():
-                if v is None:
-                    wb.delete(b"s:" + k)
-                else:
-                    wb.put(b"s:" + k, v)
-            for k, v in commit.index_changes.items():
-                if v is None:
-                    wb.delete(b"x:" + k)
-                else:
-                    wb.put(b"x:" + k, v)
+            for commit in commits:
+                _check_extends(head, prev, commit, self.suite)
+                self._put_block(wb, commit)
+                prev, head = commit.block.header, commit.block.header.height
+            header = commits[-1].block.header
             wb.put(b"m:head", encode_value({
                 "height": header.height, "block_hash": header.block_hash(self.suite)}))
-        self._head = header.height
+        self._head = head
+
+    def _put_block(self, wb: Any, commit: BlockCommit) -> None:
+        header = commit.block.header
+        hk = height_key(header.height)
+        wb.put(b"h:" + hk, encode(header))
+        wb.put(b"b:" + hk, encode(commit.block))
+        if commit.certificate is not None:
+            wb.put(b"c:" + hk, encode(commit.certificate))
+        wb.put(b"r:" + hk, encode_value({"results": [_plain(r) for r in commit.results]}))
+        for tx_id, position in commit.executed.items():
+            wb.put(b"t:" + tx_id, encode_value({"height": header.height, "index": position}))
+        for node_hash, record in commit.state_nodes.items():
+            wb.put(b"n:" + node_hash, record)
+        for k, v in commit.state_changes.items():
+            if v is None:
+                wb.delete(b"s:" + k)
+            else:
+                wb.put(b"s:" + k, v)
+        for k, v in commit.index_changes.items():
+            if v is None:
+                wb.delete(b"x:" + k)
+            else:
+                wb.put(b"x:" + k, v)
 
     def close(self) -> None:
         if not self.db.closed:
