@@ -164,12 +164,9 @@ class Replica:
         self.fetch_deadline: int | None = None
         self.fetch_turn = 0
         self.fetch_peer: bytes | None = None
-        # State transfer is pipelined: fetched blocks wait here (contiguous from executed+1)
-        # and are checked and applied one step later (apply_deadline), after the request
-        # for the next range has gone out, so the peer's answer and the driver's signature
-        # checks of it overlap with applying these.
-        self.fetched: list[CertifiedBlock] = []
-        self.apply_deadline: int | None = None
+        # State transfer is pipelined: the request for the next range is the first effect
+        # of the step that applies this one, so the peer's answer (and the driver's checks
+        # of its signatures) overlap with the driver's synced append of this range.
         self.fetch_upto = 0  # the highest height asked for by the outstanding request
         self.request_deadline: int | None = None
         self.vc_deadline: int | None = None
@@ -454,14 +451,11 @@ class Replica:
             self.status_deadline = now_ms + self.config.status_interval_ms
         if self.fetch_deadline is not None and now_ms >= self.fetch_deadline:
             self.fetch_deadline = None
-        if self.apply_deadline is not None and now_ms >= self.apply_deadline:
-            effects += self._apply_fetched(now_ms)
         return effects + self._progress(now_ms)
 
     def next_deadline_ms(self) -> int | None:
         deadlines = [d for d in (self.request_deadline, self.vc_deadline, self.retransmit_deadline,
-                                 self.status_deadline, self.fetch_deadline, self.gossip_deadline,
-                                 self.apply_deadline)
+                                 self.status_deadline, self.fetch_deadline, self.gossip_deadline)
                      if d is not None]
         batch = self._batch_deadline()
         if batch is not None:
@@ -949,8 +943,7 @@ class Replica:
             self.catchup_target = max(self.catchup_target, claims[self.f] + offset)
 
     def _maybe_fetch(self, now_ms: int) -> list[Effect]:
-        start = self.executed + len(self.fetched) + 1  # beyond the blocks waiting to apply
-        if self.catchup_target < start or self.fetch_deadline is not None:
+        if self.catchup_target <= self.executed or self.fetch_deadline is not None:
             return []
         peers = [k for k in self.validators.public_keys() if k != self.me]
         ahead = [k for k in peers if max(self.status_heights.get(k, 0),
@@ -961,10 +954,10 @@ class Replica:
         peer = candidates[self.fetch_turn % len(candidates)]
         self.fetch_turn += 1
         self.fetch_peer = peer
-        upto = min(self.catchup_target, start - 1 + self.config.fetch_blocks_max)
+        upto = min(self.catchup_target, self.executed + self.config.fetch_blocks_max)
         self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
         self.fetch_upto = upto
-        return [Send(peer, self._sign(FetchBlocks(start, upto, b"")))]
+        return [Send(peer, self._sign(FetchBlocks(self.executed + 1, upto, b"")))]
 
     def _on_fetch(self, m: FetchBlocks) -> list[Effect]:
         lo = max(1, m.from_height)
@@ -984,34 +977,31 @@ class Replica:
         return [Send(m.sender, self._sign(Blocks(blocks, b"")))]
 
     def _on_blocks(self, m: Blocks, now_ms: int) -> list[Effect]:
-        """Queue the blocks that extend what we hold and ask the same peer for the next range
-        at once; the queued blocks are checked and applied by the next step."""
-        if m.sender != self.fetch_peer:
-            return self._drop(m, "blocks from a peer we did not ask")
-        horizon = self.executed + len(self.fetched)
+        """Apply the blocks that extend our chain; first ask the same peer for the next range.
+
+        Blocks from any sender are taken (each carries its commit certificate).
+        """
         run: list[CertifiedBlock] = []
         for cb in m.blocks:
             height = cb.block.header.height
-            if height <= horizon + len(run):
+            if height <= self.executed + len(run):
                 continue
-            if height != horizon + len(run) + 1:
+            if height != self.executed + len(run) + 1:
                 break
             run.append(cb)
         if not run:
             return []
-        self.fetched += run
-        self.apply_deadline = now_ms
-        horizon += len(run)
-        if horizon >= self.catchup_target:
-            return []
-        upto = min(self.catchup_target, horizon + self.config.fetch_blocks_max)
-        self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
-        self.fetch_upto = upto
-        return [Send(m.sender, self._sign(FetchBlocks(horizon + 1, upto, b"")))]
+        effects: list[Effect] = []
+        last = run[-1].block.header.height
+        if last < self.catchup_target:
+            upto = min(self.catchup_target, last + self.config.fetch_blocks_max)
+            self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
+            self.fetch_peer, self.fetch_upto = m.sender, upto
+            effects.append(Send(m.sender, self._sign(FetchBlocks(last + 1, upto, b""))))
+        return effects + self._apply_fetched(run, now_ms)
 
-    def _apply_fetched(self, now_ms: int) -> list[Effect]:
-        """Check each queued block's commit certificate, execute it and append it."""
-        blocks, self.fetched, self.apply_deadline = self.fetched, [], None
+    def _apply_fetched(self, blocks: list[CertifiedBlock], now_ms: int) -> list[Effect]:
+        """Check each block's commit certificate, execute it and append it."""
         effects: list[Effect] = []
         before = self.executed
         for cb in blocks:
