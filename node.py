@@ -525,7 +525,7 @@ class Node:
             self.pool = ProcessPoolExecutor(self.verify_workers,
                                             mp_context=multiprocessing.get_context("spawn"),
                                             initializer=verify_worker_init)
-        self.verifier = BatchVerifier(self.genesis.suite, self.pool, batch_max=64)
+        self.verifier = BatchVerifier(self.genesis.suite, self.pool)
         if self.pool is not None:  # start the worker now, not on the first transaction
             await asyncio.get_running_loop().run_in_executor(
                 self.pool, verify_batch, self.genesis.suite, [])
@@ -796,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="run one node in the foreground")
     p.add_argument("--config", required=True)
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    p.add_argument("--verify-workers", type=int, default=2,
+    p.add_argument("--verify-workers", type=int, default=1,
                    help="worker processes for signature checks (0: in the event loop)")
     p = sub.add_parser("up", help="start every node of a local network")
     p.add_argument("--dir", required=True)
