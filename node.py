@@ -185,6 +185,8 @@ class Node:
         self.admission = Admission(self.genesis.chain_id, self.registry, self.limits)
         self.verify_workers = verify_workers
         self.pool: Executor | None = None
+        self.catchup_pool: ProcessPoolExecutor | None = None  # see _verifiers_for
+        self.catchup_verifier: BatchVerifier | None = None
         self.verifier = BatchVerifier(self.genesis.suite, None)
         self._dial_peers, self._allowed_peers = self._peer_plan()
         self.transport = PeerTransport(self.suite, self.key, self.genesis.chain_id,
@@ -403,10 +405,33 @@ class Node:
         else:
             self._enqueue("msg", msg)
 
+    def _verifiers_for(self, msg: Message) -> list[BatchVerifier]:
+        """The verifiers to spread ``msg``'s signature checks over. A node far behind gets
+        a second worker for state transfer — four SM2 checks per fetched block are most of
+        its work — which it stops once caught up (at the normal load one worker is
+        cheaper: fewer, larger batches)."""
+        far = (isinstance(msg, Blocks) and self.pool is not None and
+               self.replica.catchup_target - self.replica.executed
+               > 2 * self.replica.config.fetch_blocks_max)
+        if far and self.catchup_verifier is None:
+            self.catchup_pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=verify_worker_init)
+            self.catchup_verifier = BatchVerifier(self.genesis.suite, self.catchup_pool)
+        elif not far and isinstance(msg, Blocks) and self.catchup_pool is not None:
+            self.catchup_pool.shutdown(wait=False)
+            self.catchup_pool = self.catchup_verifier = None
+        if far and self.catchup_verifier is not None:
+            return [self.verifier, self.catchup_verifier]
+        return [self.verifier]
+
     async def _verify_then_enqueue(self, msg: Message, txs: list[Transaction],
                                    sigs: list[tuple[bytes, str, bytes, bytes]]) -> None:
-        results = await asyncio.gather(*(self.verifier.verify(t) for t in txs),
-                                       *(self.verifier.verify_sig(*s) for s in sigs))
+        checks = [(t.sender, TX_PURPOSE, t.body_bytes(), t.sig) for t in txs] + sigs
+        verifiers = self._verifiers_for(msg)
+        share = -(-len(checks) // len(verifiers))
+        results = await asyncio.gather(*(verifiers[i // share].verify_sig(*c)
+                                         for i, c in enumerate(checks)))
         for tx, ok in zip(txs, results, strict=False):
             if ok:
                 self.replica.note_verified(tx)
@@ -559,6 +584,8 @@ class Node:
         await self.transport.stop()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.catchup_pool is not None:
+            self.catchup_pool.shutdown(wait=True, cancel_futures=True)
         for futures in self.waiters.values():
             for fut in futures:
                 if not fut.done():

@@ -78,6 +78,9 @@ K_PRE_PREPARE = b"pre_prepare"
 K_NEW_VIEW = b"new_view"
 
 
+FETCH_WINDOW = 2  # ranges of fetch_blocks_max blocks in flight during state transfer
+
+
 @dataclass(frozen=True)
 class ReplicaConfig:
     checkpoint_interval: int = 16
@@ -164,10 +167,13 @@ class Replica:
         self.fetch_deadline: int | None = None
         self.fetch_turn = 0
         self.fetch_peer: bytes | None = None
-        # State transfer is pipelined: the request for the next range is the first effect
-        # of the step that applies this one, so the peer's answer (and the driver's checks
-        # of its signatures) overlap with the driver's synced append of this range.
-        self.fetch_upto = 0  # the highest height asked for by the outstanding request
+        # State transfer keeps two ranges in flight (FETCH_WINDOW): while this step applies
+        # one range, the next is already on its way and being signature-checked by the
+        # driver. Requests always start right after the last block we hold, so a short
+        # answer (the peer's byte limit) leaves no gap. fetch_asked: outstanding requests'
+        # first heights; fetch_upto: the highest height asked for.
+        self.fetch_asked: set[int] = set()
+        self.fetch_upto = 0
         self.request_deadline: int | None = None
         self.vc_deadline: int | None = None
         self.vc_timeout = self.config.view_change_timeout_ms
@@ -953,11 +959,26 @@ class Replica:
             return []
         peer = candidates[self.fetch_turn % len(candidates)]
         self.fetch_turn += 1
-        self.fetch_peer = peer
-        upto = min(self.catchup_target, self.executed + self.config.fetch_blocks_max)
-        self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
-        self.fetch_upto = upto
-        return [Send(peer, self._sign(FetchBlocks(self.executed + 1, upto, b"")))]
+        self.fetch_asked, self.fetch_upto = set(), 0
+        return self._ask_ahead(peer, self.executed, now_ms)
+
+    def _ask_ahead(self, peer: bytes, held: int, now_ms: int) -> list[Effect]:
+        """Ask ``peer`` for the FETCH_WINDOW ranges after height ``held`` not asked for yet."""
+        effects: list[Effect] = []
+        start = held + 1
+        for _ in range(FETCH_WINDOW):
+            if start > self.catchup_target:
+                break
+            upto = min(self.catchup_target, start - 1 + self.config.fetch_blocks_max)
+            if start not in self.fetch_asked:
+                self.fetch_asked.add(start)
+                effects.append(Send(peer, self._sign(FetchBlocks(start, upto, b""))))
+            self.fetch_upto = max(self.fetch_upto, upto)
+            start = upto + 1
+        if effects:
+            self.fetch_peer = peer
+            self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
+        return effects
 
     def _on_fetch(self, m: FetchBlocks) -> list[Effect]:
         lo = max(1, m.from_height)
@@ -977,7 +998,7 @@ class Replica:
         return [Send(m.sender, self._sign(Blocks(blocks, b"")))]
 
     def _on_blocks(self, m: Blocks, now_ms: int) -> list[Effect]:
-        """Apply the blocks that extend our chain; first ask the same peer for the next range.
+        """Apply the blocks that extend our chain; first ask the same peer for what follows.
 
         Blocks from any sender are taken (each carries its commit certificate).
         """
@@ -991,13 +1012,9 @@ class Replica:
             run.append(cb)
         if not run:
             return []
-        effects: list[Effect] = []
         last = run[-1].block.header.height
-        if last < self.catchup_target:
-            upto = min(self.catchup_target, last + self.config.fetch_blocks_max)
-            self.fetch_deadline = now_ms + self.config.fetch_timeout_ms
-            self.fetch_peer, self.fetch_upto = m.sender, upto
-            effects.append(Send(m.sender, self._sign(FetchBlocks(last + 1, upto, b""))))
+        self.fetch_asked = {h for h in self.fetch_asked if h > last}
+        effects = self._ask_ahead(m.sender, last, now_ms)
         return effects + self._apply_fetched(run, now_ms)
 
     def _apply_fetched(self, blocks: list[CertifiedBlock], now_ms: int) -> list[Effect]:
@@ -1020,7 +1037,7 @@ class Replica:
                 # What was asked for beyond it is useless now: the fetch timer runs out and
                 # the next request goes to another peer (asking again at once would loop
                 # without bound against a peer that keeps answering with unusable blocks).
-                self.fetch_upto = 0
+                self.fetch_asked, self.fetch_upto = set(), 0
                 break
             self.stats["blocks_fetched"] += 1
             effects += self._execute(pending, cb.certificate, now_ms)

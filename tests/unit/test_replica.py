@@ -978,35 +978,57 @@ def test_state_transfer_from_f_plus_one_statuses(suite: str) -> None:
         assert net.nodes[3].store.get_certificate(h) == net.nodes[0].store.get_certificate(h)
 
 
-def test_state_transfer_asks_for_the_next_range_before_applying_this_one() -> None:
-    """Goal: state transfer is pipelined — the request for the next range is the first
-    effect of the step that applies a range, ahead of its appends, so the peer answers (and
-    the driver checks the answer's signatures) while the driver writes this range.
+def test_state_transfer_keeps_two_ranges_in_flight() -> None:
+    """Goal: state transfer is pipelined — two ranges are asked for at once, and each step
+    that applies a range first asks for the one after the next, so the peer answers (and
+    the driver checks the answer's signatures) while this range is applied and written.
 
-    Method: node 3 missed blocks 1-3; its fetch size is cut to one block. The reply to
-    FetchBlocks(1..1) yields FetchBlocks(2..2) first, then the append of block 1; delivering
-    on reaches height 3 with one request per block.
+    Method: node 3 missed blocks 1-3; its fetch size is cut to one block. Catching up asks
+    for 1 and 2; the answer for 1 yields FetchBlocks(3..3) ahead of the append of block 1;
+    the answer for 2 asks nothing more; the answer for 3 completes the chain.
     """
     net = lagging_node_3()
     net.replica(3).config = replace(net.replica(3).config, fetch_blocks_max=1)
     net.receive(3, status(net, 0, 3))
     fetch = sent(net.receive(3, status(net, 1, 3)), FetchBlocks)
-    assert [(f.from_height, f.to_height) for f in fetch] == [(1, 1)]
+    assert [(f.from_height, f.to_height) for f in fetch] == [(1, 1), (2, 2)]
     net.deliver(kind(FetchBlocks))
-    (_, _, reply), = net.take(kind(Blocks))
-    assert isinstance(reply, Blocks)
-    effects = net.receive(3, reply)
+    replies = sorted((m for _, _, m in net.take(kind(Blocks))),
+                     key=lambda m: m.blocks[0].block.header.height)  # type: ignore[union-attr]
+    assert len(replies) == 2
+    effects = net.receive(3, replies[0])
     kinds = [type(e.message).__name__ if isinstance(e, Send) else type(e).__name__
              for e in effects]
     assert kinds[:2] == ["FetchBlocks", "Append"]
-    assert [(f.from_height, f.to_height) for f in sent(effects, FetchBlocks)] == [(2, 2)]
-    fetches = 1
-    while net.nodes[3].chain.height < 3 and fetches < 10:
-        net.deliver(kind(FetchBlocks))
-        (_, _, reply), = net.take(kind(Blocks))
-        fetches += 1
-        net.receive(3, reply)
-    assert net.nodes[3].chain.height == 3 and fetches == 3
+    assert [(f.from_height, f.to_height) for f in sent(effects, FetchBlocks)] == [(3, 3)]
+    effects = net.receive(3, replies[1])
+    assert sent(effects, FetchBlocks) == []
+    assert [e.pending.header.height for e in effects if isinstance(e, Append)] == [2]
+    net.deliver()
+    assert net.nodes[3].chain.height == 3
+
+
+def test_short_answer_to_a_fetch_leaves_no_gap() -> None:
+    """Goal: a peer may answer a range only in part (its byte limit); the next request must
+    start right after the last block received, never after the range asked for.
+
+    Method: node 3 asks for 1..3; the peer's answer is cut to block 1 (re-signed by it).
+    Applying it asks for 2..3 at once.
+    """
+    net = lagging_node_3()
+    net.receive(3, status(net, 0, 3))
+    fetch = sent(net.receive(3, status(net, 1, 3)), FetchBlocks)
+    assert [(f.from_height, f.to_height) for f in fetch] == [(1, 3)]
+    (_, peer, _), = net.peek(kind(FetchBlocks))
+    net.deliver(kind(FetchBlocks))
+    (_, _, reply), = net.take(kind(Blocks))
+    assert isinstance(reply, Blocks)
+    short = net.sign(Blocks(reply.blocks[:1], b""), peer)
+    effects = net.receive(3, short)
+    assert [(f.from_height, f.to_height) for f in sent(effects, FetchBlocks)] == [(2, 3)]
+    assert net.nodes[3].chain.height == 1
+    net.deliver()
+    assert net.nodes[3].chain.height == 3
 
 
 def test_state_transfer_from_f_plus_one_checkpoints() -> None:
