@@ -824,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--verify-workers", type=int, default=1,
-                   help="worker processes for signature checks (0: in the event loop)")
+                   help="worker processes for signature checks (0: in the event loop); a "
+                        "node far behind adds one more while it catches up")
     p = sub.add_parser("up", help="start every node of a local network")
     p.add_argument("--dir", required=True)
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
