@@ -120,11 +120,11 @@ class AsyncClient(Operations):
         import aiohttp
 
         attempts = Attempts(self.pool, self.retries, self.backoff)
-        for attempt in attempts:
+        for n, attempt in enumerate(attempts):
             if attempt.delay_s > 0:
                 await self.sleep(attempt.delay_s)
             try:
-                code, body = await self._send_once(attempt.url, call)
+                code, body = await self._send_once(attempt.url, call.for_attempt(n))
                 value = decode_reply(call, code, body)
             except NodeError as exc:
                 if not attempts.retryable(exc):

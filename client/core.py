@@ -21,15 +21,16 @@ raised if some node answered, else :class:`Unreachable`.
 Retrying a ``POST`` is safe here: a transaction is identified by its signed
 bytes, so the ledger executes it at most once (a resubmission is a 409
 ``duplicate``, which :mod:`client.ops` turns back into the transaction's
-receipt), and a signed read is refused when replayed.
+receipt). A signed read is refused when replayed, so each retry of one carries
+a freshly signed read (:meth:`Call.for_attempt`).
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 MSGPACK: Final = "application/msgpack"
@@ -97,6 +98,16 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     raw_response: bool = False  # the reply's bytes instead of parsed JSON
+    # Fresh headers for a retry: a signed read is signed anew (new nonce) for every
+    # attempt, because the node that took the first one may have logged it already and
+    # would refuse the same signed read as replayed.
+    resign: Callable[[], Mapping[str, str]] | None = field(default=None, compare=False)
+
+    def for_attempt(self, n: int) -> Call:
+        """The request to send as attempt ``n`` (0 first)."""
+        if n == 0 or self.resign is None:
+            return self
+        return replace(self, headers={**self.headers, **self.resign()})
 
 
 def target(path: str, query: Mapping[str, object] | None = None) -> str:
@@ -108,7 +119,8 @@ def target(path: str, query: Mapping[str, object] | None = None) -> str:
 
 def build_call(method: str, path: str, query: Mapping[str, object] | None = None, *,
                body: Any = None, raw: bytes | None = None,
-               headers: Mapping[str, str] | None = None, raw_response: bool = False) -> Call:
+               headers: Mapping[str, str] | None = None, raw_response: bool = False,
+               resign: Callable[[], Mapping[str, str]] | None = None) -> Call:
     """A :class:`Call`: ``body`` is sent as JSON, ``raw`` as canonical msgpack."""
     all_headers = dict(headers or {})
     data: bytes | None = None
@@ -119,7 +131,7 @@ def build_call(method: str, path: str, query: Mapping[str, object] | None = None
         all_headers["Content-Type"] = JSON
     if raw_response:
         all_headers.setdefault("Accept", MSGPACK)
-    return Call(method, target(path, query), all_headers, data, raw_response)
+    return Call(method, target(path, query), all_headers, data, raw_response, resign)
 
 
 def decode_reply(call: Call, status: int, body: bytes) -> Any:

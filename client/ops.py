@@ -112,25 +112,34 @@ class Operations:
         assert self._chain_id is not None
         return self._chain_id
 
-    def _signed(self, method: str, path: str, query: Mapping[str, str]) -> Op[dict[str, str]]:
+    def _read_signer(self, method: str, path: str, query: Mapping[str, str]
+                     ) -> Op[Callable[[], dict[str, str]]]:
+        """Makes the signed-read header for this request; called again for each retry."""
         chain_id = yield from self.op_chain_id()
-        read = make_read(self.need_key(), chain_id, method, path, dict(query), self.clock(),
-                         secrets.randbits(63))
-        return {HEADER: read.encoded().hex()}
+        key = self.need_key()
+
+        def sign() -> dict[str, str]:
+            read = make_read(key, chain_id, method, path, dict(query), self.clock(),
+                             secrets.randbits(63))
+            return {HEADER: read.encoded().hex()}
+
+        return sign
 
     def op_get(self, path: str, query: Mapping[str, object] | None = None,
                signed: bool = False) -> Op[Any]:
         strings = {k: str(v) for k, v in (query or {}).items()}
-        headers = (yield from self._signed("GET", path, strings)) if signed else {}
-        return (yield build_call("GET", path, strings, headers=headers))
+        sign = (yield from self._read_signer("GET", path, strings)) if signed else None
+        return (yield build_call("GET", path, strings, headers=sign() if sign else None,
+                                 resign=sign))
 
     def op_get_bytes(self, path: str, query: Mapping[str, object] | None = None) -> Op[bytes]:
         data: bytes = yield build_call("GET", path, query, raw_response=True)
         return data
 
     def op_post(self, path: str, body: Any, signed: bool = False) -> Op[Any]:
-        headers = (yield from self._signed("POST", path, {})) if signed else {}
-        return (yield build_call("POST", path, body=body, headers=headers))
+        sign = (yield from self._read_signer("POST", path, {})) if signed else None
+        return (yield build_call("POST", path, body=body, headers=sign() if sign else None,
+                                 resign=sign))
 
     # -- transactions --------------------------------------------------------------------------
 

@@ -166,11 +166,11 @@ class Client(Operations):
 
     def _send(self, call: Call) -> Any:
         attempts = Attempts(self.pool, self.retries, self.backoff)
-        for attempt in attempts:
+        for n, attempt in enumerate(attempts):
             if attempt.delay_s > 0:
                 self.sleep(attempt.delay_s)
             try:
-                code, body = _send_once(attempt.url, call, self.timeout)
+                code, body = _send_once(attempt.url, call.for_attempt(n), self.timeout)
                 value = decode_reply(call, code, body)
             except NodeError as exc:
                 if not attempts.retryable(exc):

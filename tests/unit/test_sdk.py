@@ -34,6 +34,7 @@ from fiscal.model import PAY_TX
 from ledger import api, evidence, reads
 from ledger.acl import AccountRecord
 from ledger.admission import Rejection
+from ledger.crypto import get_suite
 from tests.fiscal_harness import FiscalChain, payment, tree
 from tests.unit.certs_harness import CertNet
 
@@ -126,6 +127,26 @@ def test_retries_503_with_exponential_backoff_then_succeeds() -> None:
         assert client.status()["height"] == 7
     assert sleeps == [0.1, 0.2]
     assert len(script.seen) == 3
+
+
+def test_a_retried_signed_read_is_signed_anew() -> None:
+    """Goal: a signed read that a node turned away (503) is retried with a fresh signed read,
+    not the same one — the node that took the first may have logged it and would refuse
+    a replay (409). Method: the node answers the signed query 503 once, then 200; both
+    requests' read headers parse, name the same request, and differ in nonce."""
+    script = Script({"/v1/status": [(200, STATUS)], "/v1/audit/access-log": [BUSY, (200, [])]})
+    key = get_suite("sm").generate_key()
+    with Served(script.app()) as url:
+        client = Client(url, key=key, retries=3, backoff=Backoff(0, 0, 0))
+        assert client.get("/v1/audit/access-log", {"limit": 5}, signed=True) == []
+    sent = [headers[reads.HEADER] for _, path, headers, _ in script.seen
+            if path.startswith("/v1/audit/access-log")]
+    assert len(sent) == 2 and sent[0] != sent[1]
+    parsed = [reads.parse_header(h, ("auditor",)) for h in sent]
+    assert all(tx.signature_ok(get_suite("sm")) for tx in parsed)
+    assert [tx.payload for tx in parsed] == [parsed[0].payload] * 2
+    assert parsed[0].payload["query"] == {"limit": "5"}
+    assert parsed[0].nonce != parsed[1].nonce
 
 
 def test_failover_to_the_next_node_and_stay_there(dead_url: str) -> None:
