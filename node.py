@@ -108,7 +108,9 @@ def build_registry() -> Registry:
 
 
 class BatchVerifier:
-    """Transaction signature checks in small batches, in a worker process when there is one."""
+    """Signature checks in small batches, in a worker process when there is one. A check
+    that cannot be made there (pool shut down, worker died) resolves False; for gossip
+    and fetched blocks that only means the replica checks the signature itself."""
 
     def __init__(self, suite_name: str, pool: Executor | None, batch_max: int = 256,
                  linger_s: float = 0.002) -> None:
@@ -145,9 +147,21 @@ class BatchVerifier:
         if self.pool is None:
             self._resolve(futures, verify_batch(self.suite_name, items))
             return
-        task = loop.run_in_executor(self.pool, verify_batch, self.suite_name, items)
-        task.add_done_callback(lambda t: self._resolve(futures, t.result()
-                                                       if not t.exception() else None))
+        try:
+            task = loop.run_in_executor(self.pool, verify_batch, self.suite_name, items)
+        except RuntimeError:  # the pool was shut down: unchecked (the replica checks itself)
+            self._resolve(futures, None)
+            return
+
+        def done(t: asyncio.Future[list[bool]]) -> None:
+            ok = not t.cancelled() and t.exception() is None
+            self._resolve(futures, t.result() if ok else None)
+
+        task.add_done_callback(done)
+
+    def close(self) -> None:
+        """Send what is waiting for company now (before the pool is shut down)."""
+        self._flush()
 
     @staticmethod
     def _resolve(futures: list[asyncio.Future[bool]], results: list[bool] | None) -> None:
@@ -418,9 +432,6 @@ class Node:
                 1, mp_context=multiprocessing.get_context("spawn"),
                 initializer=verify_worker_init)
             self.catchup_verifier = BatchVerifier(self.genesis.suite, self.catchup_pool)
-        elif not far and isinstance(msg, Blocks) and self.catchup_pool is not None:
-            self.catchup_pool.shutdown(wait=False)
-            self.catchup_pool = self.catchup_verifier = None
         if far and self.catchup_verifier is not None:
             return [self.verifier, self.catchup_verifier]
         return [self.verifier]
@@ -492,6 +503,11 @@ class Node:
         self.chain.append_many([(e.pending, e.certificate) for e in effects])
         for effect in effects:
             self._appended(effect)
+        if self.catchup_pool is not None and self.replica.catchup_target <= self.replica.executed:
+            if self.catchup_verifier is not None:
+                self.catchup_verifier.close()
+            self.catchup_pool.shutdown(wait=False)  # caught up: back to one worker
+            self.catchup_pool = self.catchup_verifier = None
         self._refresh_peers()
         if any(b"sys/config" in e.pending.execution.state_changes for e in effects):
             self._apply_chain_config()

@@ -20,7 +20,11 @@ metric.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,8 +152,38 @@ class Admission:
 def verify_worker_init() -> None:
     """Initializer of the signature-check worker processes: Ctrl-C reaches the whole process
     group, but only the node decides when its workers stop (it shuts the pool down), so a
-    worker ignores SIGINT instead of dying with a traceback mid-batch."""
+    worker ignores SIGINT instead of dying with a traceback mid-batch. And a worker never
+    outlives its node: killed with SIGKILL (or by the OOM killer) the node cannot shut its
+    pool down, and its workers used to linger for ever as orphans."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # it died before the request took effect
+                    os._exit(0)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _watch_parent(parent: int) -> None:
+    """Elsewhere: poll, and leave once the parent is gone (we are re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def verify_batch(suite_name: str, items: list[tuple[bytes, str, bytes, bytes]]) -> list[bool]:

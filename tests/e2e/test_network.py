@@ -116,11 +116,12 @@ def test_two_of_four_down_stops_then_resumes(net: LocalNet) -> None:
 
 def test_kill_loop_under_load(net: LocalNet) -> None:
     """Goal: repeated kill -9 at random moments under load never loses an acknowledged
-    commit and never leaves a node on a forked or broken chain. Method: a client thread keeps
-    submitting with ?wait=commit and records every acknowledged id; for GOVLEDGER_KILL_CYCLES
-    cycles (default 20) kill a random node at a random moment and restart it; after each
-    restart its chain must be a prefix of a live node's; at the end every acknowledged id is
-    committed on every node."""
+    commit, never leaves a node on a forked or broken chain, and never leaves the killed
+    node's signature workers behind as orphans. Method: a client thread keeps submitting
+    with ?wait=commit and records every acknowledged id; for GOVLEDGER_KILL_CYCLES cycles
+    (default 20) kill a random node at a random moment and restart it; its worker
+    processes must be gone within seconds; after each restart its chain must be a prefix of
+    a live node's; at the end every acknowledged id is committed on every node."""
     key = net.org_key()
     acked: list[str] = []
     down: set[int] = set()
@@ -146,7 +147,9 @@ def test_kill_loop_under_load(net: LocalNet) -> None:
             victim = rng.randrange(4)
             time.sleep(rng.uniform(0.2, 1.5))
             down.add(victim)
+            workers = _children(net.procs[victim].pid)
             net.kill(victim)
+            _gone_within(workers, 10.0)
             time.sleep(rng.uniform(0.0, 1.0))
             net.start(victim)
             net.wait_up(victim)
@@ -164,6 +167,32 @@ def test_kill_loop_under_load(net: LocalNet) -> None:
     for i in range(4):
         for tx_id in acked:
             assert request(f"{net.url(i)}/v1/tx/{tx_id}")["status"] == "committed", (i, tx_id)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _gone_within(pids: list[int], seconds: float) -> None:
+    """Each of ``pids`` has exited (zombies count as exited) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if _running(p)]
+    assert not alive, f"processes outlived their killed node: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _post(net: LocalNet, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
