@@ -44,6 +44,7 @@ import functools
 import json
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar, Union, get_args, get_origin
 
@@ -455,16 +456,43 @@ def _scalar_converter(tp: Any) -> Converter:
     raise TypeError(f"codec cannot convert to {tp!r}")  # a bug in a dataclass definition
 
 
+INTERN_MAX = 8192
+
+
+def _strict_equal(a: object, b: object) -> bool:
+    """Equal values of equal types all the way down (``==`` alone takes True for 1)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return len(a) == len(b) and all(k in b and _strict_equal(x, b[k]) for k, x in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_strict_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def _dataclass_converter(cls: type) -> Converter:
     names = tuple(f.name for f in _fields(cls))
     known = frozenset(names)
     validate = getattr(cls, "validate", None)
     convs: tuple[tuple[str, Converter], ...] | None = None
+    # A class naming a field in ``__codec_intern__`` (Transaction: its signature) gets back
+    # the instance already decoded from an *equal* value: a node decodes each transaction
+    # twice (gossip, then the proposal), and the second time skips conversion and
+    # validation and keeps the first copy's memoised id.
+    intern: str | None = getattr(cls, "__codec_intern__", None)
+    interned: OrderedDict[bytes, tuple[dict[str, object], object]] = OrderedDict()
 
     def convert(v: object, hex_bytes: bool) -> object:
         nonlocal convs
         if type(v) is not dict:
             raise _Fail(f": expected a map for {cls.__name__}, got {_type_name(v)}")
+        key = v.get(intern) if intern is not None and not hex_bytes else None
+        if type(key) is bytes and key:
+            hit = interned.get(key)
+            if hit is not None and _strict_equal(hit[0], v):
+                return hit[1]
+        else:
+            key = None
         if len(v) != len(names) or not known.issuperset(v):
             unknown = sorted(set(v) - known, key=str)
             if unknown:
@@ -483,6 +511,10 @@ def _dataclass_converter(cls: type) -> Converter:
         obj = cls(**kwargs)
         if validate is not None:
             obj.validate()
+        if key is not None:
+            interned[key] = (v, obj)
+            if len(interned) > INTERN_MAX:
+                interned.popitem(last=False)
         return obj
 
     return convert

@@ -54,6 +54,10 @@ class Transaction:
     _id: tuple[Suite, bytes] | None = field(default=None, init=False, repr=False,
                                             compare=False, metadata={"codec": False})
 
+    # The codec hands back the instance it decoded before from an equal value (see
+    # ledger.codec._dataclass_converter): keyed by the signature, compared in full.
+    __codec_intern__ = "sig"
+
     def validate(self) -> None:
         """Shape checks that need no state (called by the codec on decode)."""
         if not CHAIN_ID_RE.fullmatch(self.chain_id):

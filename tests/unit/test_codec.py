@@ -200,3 +200,31 @@ def test_errors_name_the_path_through_nested_types() -> None:
         from_value(Outer, {**good, "extra": {"k": [1.5]}})
     with pytest.raises(DecodeError, match=r"^\$\.extra\.k: floats are not allowed"):
         encode(Outer(1, Inner("n", b""), [], None, {"k": 1.5}))  # type: ignore[dict-item]
+
+
+def test_a_transaction_decoded_twice_is_the_same_object_only_when_equal() -> None:
+    """Goal: the second decode of a transaction (gossip, then the proposal) reuses the first
+    object — with its memoised id — but never for a value that differs in anything,
+    including True versus 1, which Python's == confuses. Method: decode one signed
+    transaction's bytes twice; then variants with the same signature: payload 1 → True,
+    and another payload value."""
+    from ledger.crypto import get_suite
+    from ledger.tx import Transaction, make_tx
+
+    suite = get_suite("intl")
+    key = suite.generate_key()
+    tx = make_tx(key, "govledger-test", "evidence.anchor", {"n": 1, "label": "a"}, 7, 10**12)
+    data = tx.encoded()
+    first = decode(data, Transaction)
+    tx_id = first.tx_id(suite)
+    second = decode(data, Transaction)
+    assert second is first and second.tx_id(suite) == tx_id
+    value = decode_value(data)
+    assert isinstance(value, dict) and isinstance(value["payload"], dict)
+    as_bool = encode_value({**value, "payload": {**value["payload"], "n": True}})
+    other = decode(as_bool, Transaction)
+    assert other is not first and other.payload["n"] is True
+    assert other.tx_id(suite) != tx_id and not other.signature_ok(suite)
+    changed = decode(encode_value({**value, "payload": {**value["payload"], "label": "b"}}),
+                     Transaction)
+    assert changed is not first and changed.payload["label"] == "b"
