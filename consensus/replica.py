@@ -989,7 +989,7 @@ class Replica:
             block, cert = self.chain.store.get_block(h), self.chain.store.get_certificate(h)
             if block is None or cert is None:
                 break
-            size += len(encode(block))
+            size += len(block.encoded())
             if blocks and size > self.config.batch_bytes_max:
                 break
             blocks.append(CertifiedBlock(block, cert))

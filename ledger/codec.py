@@ -158,6 +158,20 @@ def encode_value(value: Value) -> bytes:
         raise DecodeError("value has no canonical encoding") from None
 
 
+def spliced_map(entries: dict[str, bytes]) -> bytes:
+    """The canonical bytes of a map whose values are already canonical bytes (e.g. memoised
+    encodings): its header, then each key and value in key order — no walk of the values."""
+    packer = msgpack.Packer(use_bin_type=True)
+    return b"".join((packer.pack_map_header(len(entries)),
+                     *(packer.pack(k) + entries[k] for k in sorted(entries))))
+
+
+def spliced_array(items: list[bytes]) -> bytes:
+    """The canonical bytes of an array whose items are already canonical bytes."""
+    header: bytes = msgpack.Packer(use_bin_type=True).pack_array_header(len(items))
+    return header + b"".join(items)
+
+
 def decode_value(data: bytes, max_size: int = DEFAULT_MAX_SIZE) -> Value:
     """Parse canonical bytes into a plain value; reject anything non-canonical."""
     if type(data) is not bytes:

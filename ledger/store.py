@@ -426,7 +426,7 @@ class LevelDBStore:
         header = commit.block.header
         hk = height_key(header.height)
         wb.put(b"h:" + hk, encode(header))
-        wb.put(b"b:" + hk, encode(commit.block))
+        wb.put(b"b:" + hk, commit.block.encoded())
         if commit.certificate is not None:
             wb.put(b"c:" + hk, encode(commit.certificate))
         wb.put(b"r:" + hk, encode_value({"results": [_plain(r) for r in commit.results]}))

@@ -53,6 +53,8 @@ class Transaction:
                                 metadata={"codec": False})
     _id: tuple[Suite, bytes] | None = field(default=None, init=False, repr=False,
                                             compare=False, metadata={"codec": False})
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False,
+                                   metadata={"codec": False})
 
     # The codec hands back the instance it decoded before from an equal value (see
     # ledger.codec._dataclass_converter): keyed by the signature, compared in full.
@@ -109,7 +111,12 @@ class Transaction:
         return suite.verify(self.sender, TX_PURPOSE, self.body_bytes(), self.sig)
 
     def encoded(self) -> bytes:
-        return encode(self)
+        """The canonical bytes of the whole transaction (memoised: blocks splice them)."""
+        data = self._encoded
+        if data is None:
+            data = encode(self)
+            object.__setattr__(self, "_encoded", data)
+        return data
 
 
 def make_tx(

@@ -228,3 +228,24 @@ def test_a_transaction_decoded_twice_is_the_same_object_only_when_equal() -> Non
     changed = decode(encode_value({**value, "payload": {**value["payload"], "label": "b"}}),
                      Transaction)
     assert changed is not first and changed.payload["label"] == "b"
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 70])
+def test_a_block_spliced_from_memoised_transactions_is_its_canonical_encoding(count: int
+                                                                              ) -> None:
+    """Goal: the block bytes the store writes (built from each transaction's memoised
+    encoding) are exactly the canonical encoding. Method: blocks of 0, 1, 15, 16 and 70
+    transactions (both msgpack array header forms), compared with encode(block)."""
+    from ledger.block import Block, BlockHeader
+    from ledger.crypto import get_suite
+    from ledger.tx import make_tx
+
+    key = get_suite("intl").generate_key()
+    txs = [make_tx(key, "govledger-test", "evidence.anchor", {"n": n, "label": "é" * n}, n,
+                   10**12) for n in range(count)]
+    header = BlockHeader(height=3, prev_hash=b"\x01" * 32, tx_root=b"\x02" * 32,
+                         result_root=b"\x03" * 32, state_root=b"\x04" * 32, time=5, view=0,
+                         proposer=key.public_key().raw, validator_set_hash=b"\x05" * 32)
+    block = Block(header, txs)
+    assert block.encoded() == encode(block)
+    assert decode(block.encoded(), Block) == block
