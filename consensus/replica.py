@@ -167,8 +167,8 @@ class Replica:
         self.fetch_deadline: int | None = None
         self.fetch_turn = 0
         self.fetch_peer: bytes | None = None
-        # State transfer keeps two ranges in flight (FETCH_WINDOW): while this step applies
-        # one range, the next is already on its way and being signature-checked by the
+        # State transfer keeps two ranges in flight (FETCH_WINDOW): while one range is
+        # applied, the next is already on its way and being signature-checked by the
         # driver. Requests always start right after the last block we hold, so a short
         # answer (the peer's byte limit) leaves no gap. fetch_asked: outstanding requests'
         # first heights; fetch_upto: the highest height asked for.
@@ -998,9 +998,13 @@ class Replica:
         return [Send(m.sender, self._sign(Blocks(blocks, b"")))]
 
     def _on_blocks(self, m: Blocks, now_ms: int) -> list[Effect]:
-        """Apply the blocks that extend our chain; first ask the same peer for what follows.
+        """Apply the blocks that extend our chain, then ask the same peer for what follows;
+        the request goes out ahead of the appends (it is the first effect).
 
-        Blocks from any sender are taken (each carries its commit certificate).
+        Blocks from any sender are taken (each carries its commit certificate), but only a
+        sender whose blocks made progress is asked for more, and only progress moves the
+        fetch timer: a peer sending unusable blocks cannot keep us from timing out and
+        asking another one.
         """
         run: list[CertifiedBlock] = []
         for cb in m.blocks:
@@ -1012,10 +1016,12 @@ class Replica:
             run.append(cb)
         if not run:
             return []
-        last = run[-1].block.header.height
-        self.fetch_asked = {h for h in self.fetch_asked if h > last}
-        effects = self._ask_ahead(m.sender, last, now_ms)
-        return effects + self._apply_fetched(run, now_ms)
+        before = self.executed
+        effects = self._apply_fetched(run, now_ms)
+        if self.executed == before:
+            return effects
+        self.fetch_asked = {h for h in self.fetch_asked if h > self.executed}
+        return self._ask_ahead(m.sender, self.executed, now_ms) + effects
 
     def _apply_fetched(self, blocks: list[CertifiedBlock], now_ms: int) -> list[Effect]:
         """Check each block's commit certificate, execute it and append it."""
@@ -1034,10 +1040,9 @@ class Replica:
                 pending = self.chain.check_proposal(cb.block, self._parent(), self.tx_signature_ok)
             except InputError as exc:
                 log.warning("state transfer: block %d rejected: %s", header.height, exc)
-                # What was asked for beyond it is useless now: the fetch timer runs out and
-                # the next request goes to another peer (asking again at once would loop
-                # without bound against a peer that keeps answering with unusable blocks).
-                self.fetch_asked, self.fetch_upto = set(), 0
+                # No request follows: if no usable answer comes, the fetch timer runs out
+                # and the next request goes to another peer (asking again at once would
+                # loop without bound against a peer that keeps sending unusable blocks).
                 break
             self.stats["blocks_fetched"] += 1
             effects += self._execute(pending, cb.certificate, now_ms)

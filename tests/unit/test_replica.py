@@ -936,7 +936,8 @@ def test_state_transfer_from_f_plus_one_statuses(suite: str) -> None:
     Method: node 3 missed blocks 1-3. One Status(3) alone: no fetch; a second: FetchBlocks
     (1..3) to a peer, whose Blocks reply is intercepted. Versions with one commit signature
     altered, with a header field altered, and with a transaction swapped (each re-signed by
-    the peer) append nothing; the genuine reply appends blocks 1-3 with their certificates.
+    the peer) append nothing, ask for nothing and leave the fetch timer alone; the genuine
+    reply appends blocks 1-3 with their certificates.
     """
     net = lagging_node_3(suite)
     assert net.receive(3, status(net, 0, 3)) == []
@@ -964,9 +965,12 @@ def test_state_transfer_from_f_plus_one_statuses(suite: str) -> None:
                 CertifiedBlock(Block(tampered_header, first.block.txs), first.certificate),
                 CertifiedBlock(swapped_tx, first.certificate)):
         forged = net.sign(Blocks([bad, *reply.blocks[1:]], b""), peer)
+        deadline = net.replica(3).fetch_deadline
         effects = net.receive(3, forged)
         assert not any(isinstance(e, Append) for e in effects)
         assert net.nodes[3].chain.height == 0
+        # Unusable blocks neither earn their sender more requests nor delay our timeout.
+        assert sent(effects, FetchBlocks) == [] and net.replica(3).fetch_deadline == deadline
     net.take()
 
     effects = net.receive(3, reply)
@@ -984,8 +988,9 @@ def test_state_transfer_keeps_two_ranges_in_flight() -> None:
     the driver checks the answer's signatures) while this range is applied and written.
 
     Method: node 3 missed blocks 1-3; its fetch size is cut to one block. Catching up asks
-    for 1 and 2; the answer for 1 yields FetchBlocks(3..3) ahead of the append of block 1;
-    the answer for 2 asks nothing more; the answer for 3 completes the chain.
+    for 1 and 2; a forged answer for 1 changes nothing (no request, same fetch deadline);
+    the real answer for 1 yields FetchBlocks(3..3) ahead of the append of block 1; the
+    answer for 2 asks nothing more; the answer for 3 completes the chain.
     """
     net = lagging_node_3()
     net.replica(3).config = replace(net.replica(3).config, fetch_blocks_max=1)
@@ -996,6 +1001,16 @@ def test_state_transfer_keeps_two_ranges_in_flight() -> None:
     replies = sorted((m for _, _, m in net.take(kind(Blocks))),
                      key=lambda m: m.blocks[0].block.header.height)  # type: ignore[union-attr]
     assert len(replies) == 2
+    # A forged copy of the first answer (a commit signature flipped): nothing applied,
+    # nothing asked of its sender, and the fetch timer left to run out.
+    first = replies[0].blocks[0]  # type: ignore[union-attr]
+    sigs = list(first.certificate.signatures)
+    sigs[0] = CommitSignature(sigs[0].validator, flip(sigs[0].sig))
+    forged = Blocks([CertifiedBlock(first.block, replace(first.certificate, signatures=sigs))],
+                    replies[0].sender, b"")
+    deadline = net.replica(3).fetch_deadline
+    effects = net.receive(3, net.sign(forged, 2))
+    assert effects == [] and net.replica(3).fetch_deadline == deadline
     effects = net.receive(3, replies[0])
     kinds = [type(e.message).__name__ if isinstance(e, Send) else type(e).__name__
              for e in effects]
