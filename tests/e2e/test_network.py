@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import child_pids
 from client.sdk import NodeError, request
 from ledger.tx import make_tx
 from tests.e2e.netharness import LocalNet
@@ -147,7 +148,7 @@ def test_kill_loop_under_load(net: LocalNet) -> None:
             victim = rng.randrange(4)
             time.sleep(rng.uniform(0.2, 1.5))
             down.add(victim)
-            workers = _children(net.procs[victim].pid)
+            workers = child_pids(net.procs[victim].pid)
             net.kill(victim)
             _gone_within(workers, 10.0)
             time.sleep(rng.uniform(0.0, 1.0))
@@ -167,14 +168,6 @@ def test_kill_loop_under_load(net: LocalNet) -> None:
     for i in range(4):
         for tx_id in acked:
             assert request(f"{net.url(i)}/v1/tx/{tx_id}")["status"] == "committed", (i, tx_id)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def _gone_within(pids: list[int], seconds: float) -> None:
