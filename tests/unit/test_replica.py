@@ -1046,6 +1046,33 @@ def test_short_answer_to_a_fetch_leaves_no_gap() -> None:
     assert net.nodes[3].chain.height == 3
 
 
+def test_blocks_answer_signature_binds_the_blocks_it_carries(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Goal: a BLOCKS answer's signature covers which blocks it carries (it signs their
+    headers, not their encodings), so nobody can pass other blocks off under a peer's name
+    — nor the same blocks with the answer's certificates swapped for others.
+
+    Method: node 3 asks for 1..3; the answer keeps its signature but carries (i) only its
+    first block, (ii) its blocks with block 1's header changed: both are dropped as badly
+    signed and nothing is applied. Then the genuine answer applies all three.
+    """
+    net = lagging_node_3()
+    net.receive(3, status(net, 0, 3))
+    net.receive(3, status(net, 1, 3))
+    net.deliver(kind(FetchBlocks))
+    (_, _, reply), = net.take(kind(Blocks))
+    assert isinstance(reply, Blocks)
+    first = reply.blocks[0]
+    moved = replace(first.block.header, time=first.block.header.time + 1)
+    for blocks in (reply.blocks[:1],
+                   [CertifiedBlock(Block(moved, first.block.txs), first.certificate),
+                    *reply.blocks[1:]]):
+        assert_dropped(net, 3, replace(reply, blocks=blocks), caplog, "bad signature")
+    assert net.nodes[3].chain.height == 0
+    net.receive(3, reply)
+    assert net.nodes[3].chain.height == 3
+
+
 def test_state_transfer_from_f_plus_one_checkpoints() -> None:
     """Goal: f+1 CHECKPOINTs above our head also tell a replica it is behind.
 
