@@ -400,19 +400,18 @@ class Node:
             log.warning("dropping an undecodable message from peer %s: %s", peer.hex()[:16], exc)
             return
         # Signatures are checked in the worker process before the replica sees the message,
-        # off the event loop: transactions' (gossip, proposals, fetched blocks) and the
-        # commit certificates of fetched blocks (state transfer is otherwise mostly SM2).
+        # off the event loop: transactions' (gossip, proposals) and the commit certificates
+        # of fetched blocks (state transfer is otherwise mostly SM2; the transactions of a
+        # certified block are not checked again — Replica._check_certified says why).
         sigs: list[tuple[bytes, str, bytes, bytes]] = []
+        txs: list[Transaction] = []
         if isinstance(msg, TxGossip):
             txs = list(msg.txs)
         elif isinstance(msg, PrePrepare):
             txs = list(msg.block.txs)
         elif isinstance(msg, Blocks):
-            txs = [t for cb in msg.blocks for t in cb.block.txs]
             sigs = [s for cb in msg.blocks for s in certificate_signatures(
                 self.suite, self.genesis.chain_id, cb.block.header, cb.certificate)]
-        else:
-            txs = []
         unseen = [t for t in txs if not self.replica.is_verified(t)]
         if unseen or sigs:
             asyncio.get_running_loop().create_task(self._verify_then_enqueue(msg, unseen, sigs))

@@ -38,6 +38,7 @@ from consensus.replica import K_NEW_VIEW, K_PRE_PREPARE, K_PREPARED, K_VIEW, K_V
 from ledger.block import (
     COMMIT_PURPOSE,
     Block,
+    CommitCertificate,
     CommitSignature,
     commit_message,
     verify_certificate,
@@ -685,9 +686,9 @@ def test_view_change_backs_off_exponentially_up_to_the_maximum() -> None:
 # -- 8. checkpoints and watermarks -----------------------------------------------------------------
 
 
-def test_checkpoints_become_stable_and_garbage_collect() -> None:
+def test_checkpoints_become_stable_and_garbage_collect(monkeypatch: pytest.MonkeyPatch) -> None:
     """Goal: after every second block each replica broadcasts CHECKPOINT; a quorum makes it
-    stable, and checkpoints at or below it are discarded.
+    stable, and checkpoints at or below it are discarded unread (no signature check).
 
     Method: order blocks 1-2 with CHECKPOINTs held back; every Append of block 2 is followed
     by Broadcast(Checkpoint(2)). Node 1 gets the others' one by one: stable only at the
@@ -735,10 +736,19 @@ def test_checkpoints_become_stable_and_garbage_collect() -> None:
         assert {cp.height for cp in r.stable_proof} == {4}
         assert len({cp.sender for cp in r.stable_proof}) >= net.genesis.validators.quorum
     late = to_1[2][2]
+    checked: list[Message] = []
+    real_verify = net.replica(1).verify
+
+    def verify(msg: Message) -> bool:
+        checked.append(msg)
+        return real_verify(msg)
+
+    monkeypatch.setattr(net.replica(1), "verify", verify)
     before = net.replica(1).stats["dropped"]
     assert net.receive(1, late) == []
     assert net.replica(1).stats["dropped"] == before + 1
     assert 2 not in net.replica(1).checkpoints
+    assert checked == []
 
 
 def test_watermarks_exclude_h_and_include_h_plus_window() -> None:
@@ -1071,6 +1081,89 @@ def test_blocks_answer_signature_binds_the_blocks_it_carries(
     assert net.nodes[3].chain.height == 0
     net.receive(3, reply)
     assert net.nodes[3].chain.height == 3
+
+
+def test_state_transfer_does_not_check_certified_transactions_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Goal: a fetched block whose commit certificate verifies is executed without checking
+    its transactions' signatures again — the certificate's signatures are then the whole
+    signature cost of catching up.
+
+    Method: node 3, which missed blocks 1-3, catches up with its transaction-signature
+    check replaced by one that records its calls: none is made, and all three blocks are
+    appended.
+    """
+    net = lagging_node_3()
+    checked: list[Transaction] = []
+
+    def record(tx: Transaction) -> bool:
+        checked.append(tx)
+        return True
+
+    monkeypatch.setattr(net.replica(3), "tx_signature_ok", record)
+    net.receive(3, status(net, 0, 3))
+    net.receive(3, status(net, 1, 3))
+    net.deliver()
+    assert net.nodes[3].chain.height == 3
+    assert checked == []
+
+
+def test_state_transfer_of_a_certified_block_holding_a_bad_signature() -> None:
+    """Goal: should a certified block hold a transaction whose signature does not verify
+    (its validators executed it as bad_signature), a replica catching up still executes it
+    as they did: the execution without signature checks gives other roots, and the block is
+    executed again with every signature checked.
+
+    Method: nodes 0-2 hold block 4 with a forged copy of a transaction (result
+    bad_signature) and a commit certificate from all three; node 3, at genesis, is handed
+    blocks 1-4 in one answer and appends all four.
+    """
+    net = lagging_node_3()
+    tx = net.tx(9)
+    forged = replace(tx, sig=flip(tx.sig))
+    chain0 = net.nodes[0].chain
+    pending = chain0.propose([forged], chain0.head().time + 1, 0, net.nodes[0].pk)
+    assert [r.code for r in pending.execution.results] == ["bad_signature"]
+    block = pending.block
+    digest = block.header.block_hash(net.suite)
+    vote = commit_message(net.chain_id, 4, digest)
+    cert = CommitCertificate(4, digest, [CommitSignature(net.nodes[i].pk,
+                                                         net.keys[i].sign(COMMIT_PURPOSE, vote))
+                                         for i in range(3)])
+    verify_certificate(net.suite, net.chain_id, block.header, cert, net.genesis.validators)
+    store0 = net.nodes[0].store
+    earlier = [CertifiedBlock(b, c) for h in (1, 2, 3)
+               if (b := store0.get_block(h)) is not None
+               and (c := store0.get_certificate(h)) is not None]
+    answer = net.sign(Blocks([*earlier, CertifiedBlock(block, cert)], b""), 0)
+    effects = net.receive(3, answer)
+    assert [e.pending.header.height for e in effects if isinstance(e, Append)] == [1, 2, 3, 4]
+    assert net.nodes[3].chain.head() == block.header
+
+
+def test_a_replica_catching_up_signs_only_checkpoints_the_others_can_use() -> None:
+    """Goal: a replica catching up from far behind does not sign the checkpoints of heights
+    a whole watermark window below the height f+1 others hold (they all have a later stable
+    checkpoint and would discard them), only those near the head.
+
+    Method: node 3 misses blocks 1-12 (checkpoint interval 2, window 8) and catches up from
+    f+1 statuses: it broadcasts CHECKPOINTs for 6, 8, 10 and 12, not for 2 and 4; the
+    others' stable checkpoint is 12 (or 10) already.
+    """
+    net = Net()
+    net.start()
+    net.cut.add(3)
+    for nonce in range(1, 13):
+        net.order(net.tx(nonce))
+    net.cut.clear()
+    assert [n.chain.height for n in net.nodes] == [12, 12, 12, 0]
+    assert all(net.replica(i).stable >= 4 for i in range(3))
+    net.nodes[3].log.clear()
+    net.receive(3, status(net, 0, 12))
+    net.receive(3, status(net, 1, 12))
+    net.deliver()
+    assert net.nodes[3].chain.height == 12
+    assert [cp.height for cp in sent(net.nodes[3].log, Checkpoint)] == [6, 8, 10, 12]
 
 
 def test_state_transfer_from_f_plus_one_checkpoints() -> None:
