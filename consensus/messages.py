@@ -19,10 +19,18 @@ field of the wrong type (``DecodeError``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from ledger.block import Block, CommitCertificate
-from ledger.codec import decode_value, encode_value, from_value, to_value
+from ledger.codec import (
+    decode_value,
+    encode,
+    encode_value,
+    from_value,
+    spliced_array,
+    spliced_map,
+    to_value,
+)
 from ledger.crypto import PrivateKey
 from ledger.errors import DecodeError
 from ledger.tx import Transaction
@@ -202,7 +210,30 @@ def sign(msg: Message, key: PrivateKey) -> Message:
 
 
 def encode_message(msg: Message) -> bytes:
+    """The canonical bytes of ``{"kind": ..., "msg": ...}``.
+
+    The kinds that carry transactions (proposals, gossip, state-transfer answers) are put
+    together from their transactions' and blocks' memoised bytes (:func:`spliced_map`) —
+    the same bytes as a walk of the whole message, without walking thousands of
+    transactions again on every proposal and every answer.
+    """
+    if isinstance(msg, (PrePrepare, TxGossip, Blocks)):
+        body = spliced_map({f.name: _field_bytes(getattr(msg, f.name)) for f in fields(msg)})
+        return spliced_map({"kind": encode_value(kind_of(msg)), "msg": body})
     return encode_value({"kind": kind_of(msg), "msg": to_value(msg)})
+
+
+def _field_bytes(value: object) -> bytes:
+    if isinstance(value, Block):
+        return value.encoded()
+    if isinstance(value, list):
+        return spliced_array([_field_bytes(v) for v in value])
+    if isinstance(value, Transaction):
+        return value.encoded()
+    if isinstance(value, CertifiedBlock):
+        return spliced_map({"block": value.block.encoded(),
+                            "certificate": encode(value.certificate)})
+    return encode(value)
 
 
 def decode_message(data: bytes) -> Message:
