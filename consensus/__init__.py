@@ -33,8 +33,10 @@ through view changes (a prepared block always extends a committed one).
 Checkpoints. After every K-th block (genesis ``checkpoint_interval``) each
 validator broadcasts CHECKPOINT(n, state_root, d); a quorum of matching ones
 makes a stable checkpoint, the low watermark h. The high watermark is
-H = h + L. Messages for heights at or below h are dropped and the logs below
-it are discarded; all queues are bounded.
+H = h + L. Messages for heights at or below h are dropped (checkpoints before
+their signature is checked) and the logs below it are discarded; all queues
+are bounded. A validator catching up does not sign the checkpoints of heights
+a whole window L below what f + 1 others hold: a quorum is past them.
 
 View change. A validator holding a transaction it has not seen executed runs
 a timer, restarted whenever a block commits. When it fires, the validator
@@ -55,7 +57,10 @@ checkpoints, commits) or from a valid NEW-VIEW that blocks exist beyond its
 head fetches them with their commit certificates, verifies each certificate
 against the validator set of that height, re-executes the block and checks
 its roots before appending it. A peer's claimed height alone is never
-trusted.
+trusted. The transactions of a certified block are not checked again (the
+quorum that committed it refused any bad signature and its roots record
+their verdict); should the roots differ, the block is executed again with
+every signature checked.
 
 Reconfiguration. A committed validator-set change takes effect at the first
 height after the next checkpoint (``ledger.chain.effective_height``); every
