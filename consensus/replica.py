@@ -404,10 +404,11 @@ class Replica:
             return self._drop(msg, "sender is not a validator")
         if msg.sender == self.me:
             return self._drop(msg, "from ourselves")
-        if isinstance(msg, Checkpoint) and msg.height <= self.stable:
+        if isinstance(msg, Checkpoint) and (
+                msg.height <= self.stable or msg.height % self.config.checkpoint_interval != 0):
             # Discarded unread (PBFT.md): checking its signature first would let a replica
             # catching up — or anyone — make us verify old checkpoints by the thousand.
-            return self._drop(msg, "at or below the stable checkpoint")
+            return self._drop(msg, "at or below the stable checkpoint, or not a checkpoint height")
         if not isinstance(msg, TxGossip) and not self.verify(msg):
             return self._drop(msg, "bad signature")
         effects: list[Effect]
@@ -747,8 +748,7 @@ class Replica:
     # -- checkpoints ------------------------------------------------------------------------
 
     def _on_checkpoint(self, cp: Checkpoint, now_ms: int) -> list[Effect]:
-        if cp.height <= self.stable or cp.height % self.config.checkpoint_interval != 0:
-            return self._drop(cp, "at or below the stable checkpoint, or not a checkpoint height")
+        # receive() has dropped those at or below the stable one and off the interval.
         if self.validators.index_of(cp.sender) is None and (
                 cp.height > self.executed + 1
                 or self._set_for(cp.height).index_of(cp.sender) is None):

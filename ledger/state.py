@@ -261,12 +261,16 @@ class SparseMerkleTree:
         if not isinstance(record, bytes):
             raise CorruptionError(f"state node {node_hash.hex()} is not bytes")
         node = self._decode(node_hash, record)
-        size = len(record) + _CACHE_ENTRY_OVERHEAD_BYTES
-        if size <= self._cache_bytes_max // 8:
-            self._cache[node_hash] = record if isinstance(node, _Internal) else node
-            self._cache_bytes += size
-            self._evict()
+        self._put(node_hash, record if isinstance(node, _Internal) else node)
+        self._evict()
         return node
+
+    def _put(self, node_hash: bytes, entry: bytes | _Leaf) -> None:
+        """Cache ``entry`` unless it alone would take more than an eighth of the budget."""
+        size = _cached_size(entry)
+        if size <= self._cache_bytes_max // 8:
+            self._cache[node_hash] = entry
+            self._cache_bytes += size
 
     def _evict(self) -> None:
         while self._cache_bytes > self._cache_bytes_max:
@@ -281,15 +285,10 @@ class SparseMerkleTree:
         taken (decoding them is slicing); they were made by :meth:`update`, so their
         hashes are right by construction.
         """
-        limit = self._cache_bytes_max // 8
         for node_hash, record in nodes.items():
-            if record[:1] != _INTERNAL_TAG or len(record) != 1 + 2 * HASH_BYTES:
-                continue
-            size = len(record) + _CACHE_ENTRY_OVERHEAD_BYTES
-            if size > limit or node_hash in self._cache:
-                continue
-            self._cache[node_hash] = record
-            self._cache_bytes += size
+            if (record[:1] == _INTERNAL_TAG and len(record) == 1 + 2 * HASH_BYTES
+                    and node_hash not in self._cache):
+                self._put(node_hash, record)
         self._evict()
 
     def _decode(self, node_hash: bytes, record: bytes) -> _Node:
