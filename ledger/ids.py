@@ -74,6 +74,9 @@ which the tests use as an independent cross-check when it is installed.
 
 from __future__ import annotations
 
+import functools
+import operator
+import re
 import string
 import unicodedata
 from collections.abc import Mapping
@@ -204,6 +207,8 @@ USCC_CATEGORIES: Final[Mapping[str, tuple[str, Mapping[str, str]]]] = {
 
 ORG_CODE_WEIGHTS: Final = (3, 7, 9, 10, 5, 8, 4, 2)
 _ORG_VALUE: Final = {char: i for i, char in enumerate(string.digits + string.ascii_uppercase)}
+#: GB 11714 check character by ``Σ mod 11``: ``11 - Σ mod 11``, 10 written X and 11 written 0.
+_ORG_CHECK: Final = tuple({10: "X", 11: "0"}.get(11 - r, str(11 - r)) for r in range(11))
 
 
 def uscc_check_char(body17: str) -> str:
@@ -235,12 +240,45 @@ def org_code_check_char(body8: str) -> str:
     total = sum(
         _ORG_VALUE[char] * weight for char, weight in zip(body8, ORG_CODE_WEIGHTS, strict=True)
     )
-    check = 11 - total % 11
-    return {10: "X", 11: "0"}.get(check, str(check))
+    return _ORG_CHECK[total % 11]
+
+
+_USCC_SHAPE: Final = re.compile(r"[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}")
+_USCC_PREFIXES: Final = frozenset(
+    authority + category
+    for authority, (_, categories) in USCC_CATEGORIES.items()
+    for category in categories
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _uscc_ok(value: str) -> bool:
+    """Is ``value`` (already normalised) a valid USCC? The fast, messageless twin of
+    :func:`_check_uscc_detail`: one regular expression for the alphabet and the digits,
+    then both check characters. Never true where the detailed check would raise
+    (a property test holds the two together)."""
+    if len(value) != USCC_LENGTH or _USCC_SHAPE.fullmatch(value) is None:
+        return False
+    if value[:2] not in _USCC_PREFIXES:
+        return False
+    org = sum(map(operator.mul, map(_ORG_VALUE.__getitem__, value[8:16]), ORG_CODE_WEIGHTS))
+    if value[16] != _ORG_CHECK[org % 11]:
+        return False
+    total = sum(map(operator.mul, map(_USCC_VALUE.__getitem__, value[:17]), USCC_WEIGHTS))
+    return value[17] == USCC_ALPHABET[-total % 31]
 
 
 def _check_uscc(value: str) -> None:
-    """Raise unless ``value`` (already normalised) is a valid USCC."""
+    """Raise unless ``value`` (already normalised) is a valid USCC.
+
+    Every issue checks two or three (issuer, type definer, holder), so a valid one takes
+    the fast path and only an invalid one is walked again to say what is wrong."""
+    if type(value) is str and _uscc_ok(value):
+        return
+    _check_uscc_detail(value)
+
+
+def _check_uscc_detail(value: str) -> None:
     subject = f"USCC {_show(value)}"
     if len(value) != USCC_LENGTH:
         _fail(subject, f"length is {len(value)}, expected 18", "length")

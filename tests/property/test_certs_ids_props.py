@@ -428,3 +428,88 @@ def test_cert_ids_pass_stdnum_mod_37_36(cert_id: CertId) -> None:
 
     body = str(cert_id).removeprefix(CERT_ID_ROOT + ".").replace(".", "")
     assert mod_37_36.is_valid(body)
+
+
+# --- Fast paths agree with the detailed checks -------------------------------------------
+
+
+def _outcome(func: Callable[[str], object], value: str) -> object:
+    try:
+        return func(value)
+    except IdentifierError as exc:
+        return ("error", str(exc), exc.part)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: st.SearchStrategy[str], alphabet: str) -> str:
+    """A valid value, perhaps with one character replaced, inserted or removed, or cased."""
+    value = draw(valid)
+    i = draw(st.integers(0, len(value) - 1))
+    char = draw(st.sampled_from(alphabet))
+    return draw(st.sampled_from([
+        value,
+        value[:i] + char + value[i + 1:],
+        value[:i] + char + value[i:],
+        value[:i] + value[i + 1:],
+        value.lower(),
+        f" {value}",
+    ]))
+
+
+@st.composite
+def rechecked_usccs(draw: st.DrawFn) -> str:
+    """17 characters that may break any inner rule (prefix, division digits, the
+    organisation code's own check) followed by a *correct* final check character, so
+    that only the inner rules can reject it."""
+    prefix = draw(st.one_of(authority_categories.map("".join),
+                            st.text(USCC_ALPHABET, min_size=2, max_size=2)))
+    division = draw(st.one_of(st.text(string.digits, min_size=6, max_size=6),
+                              st.text(USCC_ALPHABET, min_size=6, max_size=6)))
+    org = draw(st.text(USCC_ALPHABET, min_size=9, max_size=9))
+    body = prefix + division + org
+    return body + uscc_check_char(body)
+
+
+@st.composite
+def rechecked_cert_ids(draw: st.DrawFn) -> str:
+    """Identifiers whose parts may break their own rules (type code or issuer USCC,
+    version 000) but whose MOD 37,36 check character is correct."""
+    type_code = draw(st.one_of(usccs(), rechecked_usccs())) + draw(
+        st.text(string.digits, min_size=3, max_size=3))
+    issuer = draw(st.one_of(usccs(), rechecked_usccs()))
+    serial = draw(serials)
+    version = draw(st.sampled_from(["000", "001", "999"]))
+    data = f"{type_code}{issuer}{serial}{version}"
+    return f"{CERT_ID_ROOT}.{type_code}.{issuer}.{serial}.{version}.{mod37_36_check_char(data)}"
+
+
+@given(st.one_of(mutated(usccs(), USCC_ALPHABET + "IOSVZa ."), rechecked_usccs(), near_usccs,
+                 st.text()))
+def test_uscc_fast_path_agrees_with_the_detailed_check(value: str) -> None:
+    """Goal: the messageless fast check of a USCC accepts exactly what the detailed,
+    part-by-part check accepts (a fast path that accepted more would let an invalid
+    USCC onto the ledger; one that accepted less would only be slow).
+
+    Method: valid USCCs with one edit, values with a correct final check character but
+    perhaps a wrong prefix, division or organisation check, near-misses and random text.
+    """
+    from ledger.ids import _check_uscc_detail, _normalise, _uscc_ok
+
+    normalised = _normalise(value)
+    detailed_ok = _outcome(_check_uscc_detail, normalised) is None
+    assert _uscc_ok(normalised) == detailed_ok
+
+
+@given(st.one_of(mutated(cert_ids().map(str), CERT_ID_ALPHABET + "IOSVZa. -"),
+                 rechecked_cert_ids(), near_cert_ids, st.text()))
+def test_cert_id_fast_path_agrees_with_the_detailed_parse(value: str) -> None:
+    """Goal: parsing a certificate identifier gives the same CertId or the same error
+    whether or not its fast path applies.
+
+    Method: valid identifiers with one edit, identifiers with a correct check character
+    but perhaps an invalid USCC or version 000, near-misses and random text; the public
+    parser (fast path first) against the part-by-part parser alone.
+    """
+    from certs.ids import _parse_cert_id_detail
+
+    assert _outcome(parse_cert_id.__wrapped__, value) == _outcome(_parse_cert_id_detail, value)
