@@ -212,28 +212,32 @@ def sign(msg: Message, key: PrivateKey) -> Message:
 def encode_message(msg: Message) -> bytes:
     """The canonical bytes of ``{"kind": ..., "msg": ...}``.
 
-    The kinds that carry transactions (proposals, gossip, state-transfer answers) are put
-    together from their transactions' and blocks' memoised bytes (:func:`spliced_map`) —
-    the same bytes as a walk of the whole message, without walking thousands of
-    transactions again on every proposal and every answer.
+    The kinds that carry blocks or transactions are put together from their memoised
+    bytes (:func:`encode_spliced`).
     """
-    if isinstance(msg, (PrePrepare, TxGossip, Blocks)):
-        body = spliced_map({f.name: _field_bytes(getattr(msg, f.name)) for f in fields(msg)})
-        return spliced_map({"kind": encode_value(kind_of(msg)), "msg": body})
+    if type(msg) in _CARRIERS:
+        return spliced_map({"kind": encode_value(kind_of(msg)), "msg": encode_spliced(msg)})
     return encode_value({"kind": kind_of(msg), "msg": to_value(msg)})
 
 
-def _field_bytes(value: object) -> bytes:
-    if isinstance(value, Block):
+def encode_spliced(value: object) -> bytes:
+    """``encode(value)`` for a message or a part of one (a prepared certificate is
+    persisted at every height), with blocks and transactions spliced in from their
+    memoised bytes (:func:`spliced_map`) — the same bytes as a walk of the whole value,
+    without walking thousands of transactions again on every proposal, vote and answer."""
+    if isinstance(value, (Block, Transaction)):
         return value.encoded()
-    if isinstance(value, list):
-        return spliced_array([_field_bytes(v) for v in value])
-    if isinstance(value, Transaction):
-        return value.encoded()
-    if isinstance(value, CertifiedBlock):
-        return spliced_map({"block": value.block.encoded(),
-                            "certificate": encode(value.certificate)})
+    if type(value) is list:
+        return spliced_array([encode_spliced(v) for v in value])
+    if type(value) in _CARRIERS:
+        return spliced_map({f.name: encode_spliced(getattr(value, f.name))
+                            for f in fields(value)})  # type: ignore[arg-type]
     return encode(value)
+
+
+# The dataclasses that may hold a block or transactions (none has a non-codec field).
+_CARRIERS: frozenset[type] = frozenset(
+    {PrePrepare, PreparedCert, ViewChange, NewView, CertifiedBlock, Blocks, TxGossip})
 
 
 def decode_message(data: bytes) -> Message:
@@ -244,5 +248,5 @@ def decode_message(data: bytes) -> Message:
     kind = value["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
         raise DecodeError(f"unknown consensus message kind {kind!r}")
-    msg: Message = from_value(KINDS[kind], value["msg"], path=kind)
+    msg: Message = from_value(KINDS[kind], value["msg"], path=kind, canonical=True)
     return msg

@@ -47,6 +47,7 @@ from consensus.messages import (
     Status,
     TxGossip,
     ViewChange,
+    encode_spliced,
     sign,
     signing_bytes,
 )
@@ -62,7 +63,7 @@ from ledger.block import (
     verify_certificate,
 )
 from ledger.chain import Chain, Pending
-from ledger.codec import decode, decode_value, encode, encode_value
+from ledger.codec import decode, decode_value, encode_value
 from ledger.crypto import PrivateKey
 from ledger.errors import DecodeError, InputError
 from ledger.genesis import Genesis
@@ -542,7 +543,7 @@ class Replica:
         self.own_pre_prepare = pp
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         log.debug("v%d: proposing block %d with %d txs", self.view, pp.height, len(txs))
-        effects = self.persist({K_PRE_PREPARE: encode(pp)})
+        effects = self.persist({K_PRE_PREPARE: encode_spliced(pp)})
         return [*effects, Broadcast(pp), *self._check_prepared(pp.height, now_ms)]
 
     # -- normal case --------------------------------------------------------------------------
@@ -642,7 +643,8 @@ class Replica:
         commit = self._sign(Commit(self.view, height, slot.digest, cert_sig, b""))
         assert isinstance(commit, Commit)
         slot.commits.setdefault(self.view, {})[self.me] = commit
-        effects = self.persist({K_VOTE: encode_value(list(self.vote)), K_PREPARED: encode(cert)})
+        effects = self.persist({K_VOTE: encode_value(list(self.vote)),
+                                K_PREPARED: encode_spliced(cert)})
         return [*effects, Broadcast(commit), *self._check_committed(height, now_ms)]
 
     def _on_commit(self, c: Commit, now_ms: int) -> list[Effect]:
@@ -932,7 +934,7 @@ class Replica:
         self.catchup_target = max(self.catchup_target, sel.committed)
         self.request_deadline = now_ms + self.vc_timeout if self.mempool else None
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
-        effects = self.persist({**self._view_record(), K_NEW_VIEW: encode(nv)})
+        effects = self.persist({**self._view_record(), K_NEW_VIEW: encode_spliced(nv)})
         if broadcast:
             effects.append(Broadcast(nv))
         if nv.pre_prepare is not None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ledger.codec import Value, encode, encode_value, spliced_array, spliced_map
 from ledger.crypto import Suite
@@ -146,6 +146,16 @@ class TxResult:
     code: str
     reason: str
     data: dict[str, Value]
+    # Memoised encoding: the result root hashes it and the store writes it.
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False,
+                                   metadata={"codec": False})
+
+    def encoded(self) -> bytes:
+        data = self._encoded
+        if data is None:
+            data = encode(self)
+            object.__setattr__(self, "_encoded", data)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +172,11 @@ class CommitCertificate:
 
 
 def tx_root(suite: Suite, txs: Sequence[Transaction]) -> bytes:
-    return root(suite.hash, [encode(tx) for tx in txs])
+    return root(suite.hash, [tx.encoded() for tx in txs])
 
 
 def result_root(suite: Suite, results: Sequence[TxResult]) -> bytes:
-    return root(suite.hash, [encode(r) for r in results])
+    return root(suite.hash, [r.encoded() for r in results])
 
 
 def commit_message(chain_id: str, height: int, block_hash: bytes) -> bytes:

@@ -269,16 +269,33 @@ def encode(obj: object) -> bytes:
 
 def decode(data: bytes, cls: type[T], max_size: int = DEFAULT_MAX_SIZE) -> T:
     """Decode canonical bytes into an instance of dataclass ``cls`` (strictly typed)."""
-    return from_value(cls, decode_value(data, max_size))
+    return from_value(cls, decode_value(data, max_size), canonical=True)
 
 
-def from_value(cls: type[T], value: object, path: str = "$", hex_bytes: bool = False) -> T:
+def repack(value: Value) -> bytes:
+    """The canonical bytes of a value :func:`decode_value` returned, or of any part of one,
+    without the canonical walk: such a value is in canonical order already. Never pass
+    a value built any other way (its maps' key order is not checked)."""
+    return _pack(value)
+
+
+# How a converter treats its input: plain values from anywhere, JSON (bytes may be hex
+# strings), or values decode_value returned (canonical: classes may memoise their bytes).
+_PLAIN, _JSON, _CANONICAL = 0, 1, 2
+
+
+def from_value(cls: type[T], value: object, path: str = "$", hex_bytes: bool = False,
+               canonical: bool = False) -> T:
     """Convert a plain value to ``cls`` following its type hints.
 
     With ``hex_bytes`` (JSON input) a field typed ``bytes`` also accepts a hex string.
+    ``canonical`` says ``value`` came from :func:`decode_value`: a class with a
+    ``__codec_decoded__(self, value)`` method then gets the plain value it was built
+    from, to memoise its canonical bytes with :func:`repack`.
     """
+    mode = _JSON if hex_bytes else _CANONICAL if canonical else _PLAIN
     try:
-        return typing.cast(T, _converter(typing.cast(Any, cls))(value, hex_bytes))
+        return typing.cast(T, _converter(typing.cast(Any, cls))(value, mode))
     except _Fail as exc:
         raise DecodeError(path + exc.text) from None
 
@@ -329,7 +346,7 @@ def _type_name(v: object) -> str:
     return "nil" if v is None else type(v).__name__
 
 
-Converter = Callable[[object, bool], object]
+Converter = Callable[[object, int], object]
 
 
 @functools.cache
@@ -358,8 +375,8 @@ def _converter(tp: Any) -> Converter:
     return _scalar_converter(tp)
 
 
-def _convert_any(v: object, hex_bytes: bool) -> object:
-    if hex_bytes or _plain_ok(v, 0, False):
+def _convert_any(v: object, mode: int) -> object:
+    if mode == _JSON or _plain_ok(v, 0, False):
         return v
     try:
         _check_plain(v, "", 0)
@@ -372,7 +389,7 @@ def _optional_converter(inner: Any, nil_ok: bool) -> Converter:
     # Inner converters are looked up on first use, so a class may refer to itself.
     item: Converter | None = None
 
-    def convert(v: object, hex_bytes: bool) -> object:
+    def convert(v: object, mode: int) -> object:
         nonlocal item
         if v is None:
             if nil_ok:
@@ -380,7 +397,7 @@ def _optional_converter(inner: Any, nil_ok: bool) -> Converter:
             raise _Fail(": must not be nil")
         if item is None:
             item = _converter(inner)
-        return item(v, hex_bytes)
+        return item(v, mode)
 
     return convert
 
@@ -388,7 +405,7 @@ def _optional_converter(inner: Any, nil_ok: bool) -> Converter:
 def _list_converter(item_tp: Any, as_tuple: bool) -> Converter:
     item: Converter | None = None
 
-    def convert(v: object, hex_bytes: bool) -> object:
+    def convert(v: object, mode: int) -> object:
         nonlocal item
         if type(v) is not list:
             raise _Fail(f": expected a list, got {_type_name(v)}")
@@ -397,7 +414,7 @@ def _list_converter(item_tp: Any, as_tuple: bool) -> Converter:
         items = []
         for i, x in enumerate(v):
             try:
-                items.append(item(x, hex_bytes))
+                items.append(item(x, mode))
             except _Fail as exc:
                 raise _add_step(exc, f"[{i}]") from None
         return tuple(items) if as_tuple else items
@@ -408,7 +425,7 @@ def _list_converter(item_tp: Any, as_tuple: bool) -> Converter:
 def _dict_converter(val_tp: Any) -> Converter:
     item: Converter | None = None
 
-    def convert(v: object, hex_bytes: bool) -> object:
+    def convert(v: object, mode: int) -> object:
         nonlocal item
         if type(v) is not dict:
             raise _Fail(f": expected a map, got {_type_name(v)}")
@@ -419,7 +436,7 @@ def _dict_converter(val_tp: Any) -> Converter:
             if type(k) is not str:
                 raise _Fail(f": map key {k!r} is not a string")
             try:
-                out[k] = item(x, hex_bytes)
+                out[k] = item(x, mode)
             except _Fail as exc:
                 raise _add_step(exc, f".{k}") from None
         return out
@@ -428,7 +445,7 @@ def _dict_converter(val_tp: Any) -> Converter:
 
 
 def _literal_converter(allowed: tuple[Any, ...]) -> Converter:
-    def convert(v: object, hex_bytes: bool) -> object:
+    def convert(v: object, mode: int) -> object:
         if v not in allowed or type(v) is bool:
             raise _Fail(f": {v!r} is not one of {', '.join(repr(a) for a in allowed)}")
         return v
@@ -438,7 +455,7 @@ def _literal_converter(allowed: tuple[Any, ...]) -> Converter:
 
 def _scalar_converter(tp: Any) -> Converter:
     if tp is int:
-        def convert_int(v: object, hex_bytes: bool) -> object:
+        def convert_int(v: object, mode: int) -> object:
             if type(v) is not int:
                 raise _Fail(f": expected int, got {_type_name(v)}")
             if not INT_MIN <= v <= INT_MAX:
@@ -447,10 +464,10 @@ def _scalar_converter(tp: Any) -> Converter:
 
         return convert_int
     if tp is bytes:
-        def convert_bytes(v: object, hex_bytes: bool) -> object:
+        def convert_bytes(v: object, mode: int) -> object:
             if type(v) is bytes:
                 return v
-            if hex_bytes and type(v) is str:
+            if mode == _JSON and type(v) is str:
                 try:
                     return bytes.fromhex(v)
                 except ValueError:
@@ -459,14 +476,14 @@ def _scalar_converter(tp: Any) -> Converter:
 
         return convert_bytes
     if tp is str or tp is bool:
-        def convert_exact(v: object, hex_bytes: bool) -> object:
+        def convert_exact(v: object, mode: int) -> object:
             if type(v) is not tp:
                 raise _Fail(f": expected {tp.__name__}, got {_type_name(v)}")
             return v
 
         return convert_exact
     if tp is type(None):
-        def convert_nil(v: object, hex_bytes: bool) -> object:
+        def convert_nil(v: object, mode: int) -> object:
             if v is not None:
                 raise _Fail(f": expected nil, got {_type_name(v)}")
             return None
@@ -493,6 +510,7 @@ def _dataclass_converter(cls: type) -> Converter:
     names = tuple(f.name for f in _fields(cls))
     known = frozenset(names)
     validate = getattr(cls, "validate", None)
+    decoded = getattr(cls, "__codec_decoded__", None)
     convs: tuple[tuple[str, Converter], ...] | None = None
     # A class naming a field in ``__codec_intern__`` (Transaction: its signature) gets back
     # the instance already decoded from an *equal* value: a node decodes each transaction
@@ -501,11 +519,11 @@ def _dataclass_converter(cls: type) -> Converter:
     intern: str | None = getattr(cls, "__codec_intern__", None)
     interned: OrderedDict[bytes, tuple[dict[str, object], object]] = OrderedDict()
 
-    def convert(v: object, hex_bytes: bool) -> object:
+    def convert(v: object, mode: int) -> object:
         nonlocal convs
         if type(v) is not dict:
             raise _Fail(f": expected a map for {cls.__name__}, got {_type_name(v)}")
-        key = v.get(intern) if intern is not None and not hex_bytes else None
+        key = v.get(intern) if intern is not None and mode != _JSON else None
         if type(key) is bytes and key:
             hit = interned.get(key)
             if hit is not None and _strict_equal(hit[0], v):
@@ -524,10 +542,12 @@ def _dataclass_converter(cls: type) -> Converter:
         kwargs = {}
         for name, conv in convs:
             try:
-                kwargs[name] = conv(v[name], hex_bytes)
+                kwargs[name] = conv(v[name], mode)
             except _Fail as exc:
                 raise _add_step(exc, f".{name}") from None
         obj = cls(**kwargs)
+        if decoded is not None and mode == _CANONICAL:
+            decoded(obj, v)
         if validate is not None:
             obj.validate()
         if key is not None:

@@ -62,7 +62,15 @@ from ledger.block import (
     result_root,
     tx_root,
 )
-from ledger.codec import Value, decode, decode_value, encode, encode_value, from_value, to_value
+from ledger.codec import (
+    decode,
+    decode_value,
+    encode,
+    encode_value,
+    from_value,
+    spliced_array,
+    spliced_map,
+)
 from ledger.crypto import Suite
 from ledger.errors import CorruptionError, DecodeError
 from ledger.state import EMPTY_ROOT
@@ -429,7 +437,8 @@ class LevelDBStore:
         wb.put(b"b:" + hk, commit.block.encoded())
         if commit.certificate is not None:
             wb.put(b"c:" + hk, encode(commit.certificate))
-        wb.put(b"r:" + hk, encode_value({"results": [_plain(r) for r in commit.results]}))
+        wb.put(b"r:" + hk, spliced_map({"results": spliced_array([r.encoded()
+                                                                 for r in commit.results])}))
         for tx_id, position in commit.executed.items():
             wb.put(b"t:" + tx_id, encode_value({"height": header.height, "index": position}))
         for node_hash, record in commit.state_nodes.items():
@@ -482,7 +491,3 @@ class LevelDBStore:
             raise CorruptionError(f"height {h}: results do not match result_root")
         if header.state_root != EMPTY_ROOT and self.get_node(header.state_root) is None:
             raise CorruptionError(f"height {h}: state root node is missing")
-
-
-def _plain(result: TxResult) -> Value:
-    return to_value(result)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from ledger.codec import Value, encode, encode_value
+from ledger.codec import Value, encode, encode_value, repack
 from ledger.crypto import PrivateKey, Suite
 from ledger.errors import DecodeError
 
@@ -59,6 +59,13 @@ class Transaction:
     # The codec hands back the instance it decoded before from an equal value (see
     # ledger.codec._dataclass_converter): keyed by the signature, compared in full.
     __codec_intern__ = "sig"
+
+    def __codec_decoded__(self, value: dict[str, Value]) -> None:
+        """Memoise the bytes of a transaction decoded from canonical bytes (the codec calls
+        this with the plain value, before :meth:`validate`): its encoding and its body's are
+        that value re-packed, with and without ``sig`` — no walk over the payload."""
+        object.__setattr__(self, "_encoded", repack(value))
+        object.__setattr__(self, "_body", repack({k: v for k, v in value.items() if k != "sig"}))
 
     def validate(self) -> None:
         """Shape checks that need no state (called by the codec on decode)."""
