@@ -132,18 +132,25 @@ def _canon(value: object, depth: int, objects: bool) -> object:
         for k in keys:
             if type(k) is not str:
                 raise _Bad
-            out[k] = _canon(value[k], depth, objects)  # type: ignore[index]
+            v = value[k]  # type: ignore[index]
+            # Scalars inline (most values are): a call per scalar was half of the walk.
+            out[k] = v if type(v) in _SCALARS else _canon(v, depth, objects)
         return out
     if t is list or (objects and t is tuple):
         if depth > MAX_DEPTH and value:
             raise _Bad
-        return [_canon(v, depth, objects) for v in value]  # type: ignore[attr-defined]
+        return [v if type(v) in _SCALARS else _canon(v, depth, objects)
+                for v in value]  # type: ignore[attr-defined]
     if objects:
         names = _codec_names(typing.cast(Any, t))
         if names is not None:
             if depth > MAX_DEPTH:
                 raise _Bad
-            return {n: _canon(getattr(value, n), depth, objects) for n in names}
+            out = {}
+            for n in names:
+                v = getattr(value, n)
+                out[n] = v if type(v) in _SCALARS else _canon(v, depth, objects)
+            return out
     raise _Bad
 
 
@@ -231,13 +238,16 @@ def _plain_ok(value: object, depth: int, ordered: bool) -> bool:
                 if prev is not None and not prev < k:
                     return False
                 prev = k
-            if not _plain_ok(v, depth, ordered):
+            if type(v) not in _SCALARS and not _plain_ok(v, depth, ordered):
                 return False
         return True
     if t is list:
         if depth > MAX_DEPTH and value:
             return False
-        return all(_plain_ok(v, depth, ordered) for v in value)  # type: ignore[attr-defined]
+        for v in value:  # type: ignore[attr-defined]
+            if type(v) not in _SCALARS and not _plain_ok(v, depth, ordered):
+                return False
+        return True
     return False
 
 

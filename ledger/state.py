@@ -177,6 +177,15 @@ def _bit(path: int, depth: int) -> int:
     return (path >> (PATH_BITS - 1 - depth)) & 1
 
 
+def _right_half(path: int, depth: int) -> int:
+    """The smallest path with ``path``'s first ``depth`` bits and bit ``depth`` set: in a
+    list sorted by path whose items share those bits, the items with bit ``depth`` set
+    start at ``bisect_left(items, (_right_half(path, depth),))`` (a 1-tuple sorts before
+    every longer tuple with the same first item; no key function, so bisect stays in C)."""
+    shift = PATH_BITS - 1 - depth
+    return ((path >> shift) | 1) << shift
+
+
 def _shares_prefix(a: int, b: int, depth: int) -> bool:
     """True iff paths ``a`` and ``b`` agree on their first ``depth`` bits."""
     return (a ^ b) >> (PATH_BITS - depth) == 0
@@ -444,7 +453,7 @@ class SparseMerkleTree:
         node = self._load_child(node_hash, sibling, path, depth)
         if isinstance(node, _Leaf):
             return self._build(depth, self._new_leaves(batch, lo, hi, (node_hash, node), out), out)
-        mid = bisect_left(batch, 1, lo, hi, key=lambda change: _bit(change[0], depth))
+        mid = bisect_left(batch, (_right_half(path, depth),), lo, hi)
         left: tuple[bytes, int] = (node.left, _UNKNOWN)
         right: tuple[bytes, int] = (node.right, _UNKNOWN)
         if lo < mid:
@@ -523,7 +532,7 @@ class SparseMerkleTree:
         first, last = leaves[0][0], leaves[-1][0]
         split = PATH_BITS - (first ^ last).bit_length()  # first bit where the leaves differ
         assert depth <= split < PATH_BITS
-        mid = bisect_left(leaves, 1, key=lambda leaf: _bit(leaf[0], split))
+        mid = bisect_left(leaves, (_right_half(first, split),))
         left, _ = self._build(split + 1, leaves[:mid], out)
         right, _ = self._build(split + 1, leaves[mid:], out)
         node_hash = self._internal(left, right, out)
