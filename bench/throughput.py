@@ -12,7 +12,9 @@
    for ``--seconds``. Committed tx/s is counted from the blocks appended in
    that window (block time), not from acknowledgements.
 4. Open loop at 10 %, 50 % and 80 % of that peak: requests at a fixed rate,
-   each timed from submit to its commit acknowledgement; p50 / p99.
+   each timed from submit to its commit acknowledgement; p50 / p99, with the
+   blocks made per second, the cores each kind of process used, and the nodes'
+   CPU per block.
 5. Online proof queries: 16 closed-loop clients fetch certificate proof bundles
    (``GET /v1/certs/{id}/proof``) of the certificates just issued from one node.
 6. Peak RSS of each node process.
@@ -281,12 +283,22 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
         for fraction in points:
             rate = max(1.0, tps * fraction)
             window = min(seconds, 5.0) if quick else seconds
+            height, cpu, began = net.status(0)["height"], cpu_snapshot(pids), time.monotonic()
             lat = asyncio.run(open_loop(urls, remaining, rate, window))
+            cpu_end, took = cpu_snapshot(pids), time.monotonic() - began
+            blocks = net.status(0)["height"] - height
             remaining = remaining[int(rate * window) + 10:]
             tag = f"{int(fraction * 100)}pct"
             figures[f"p50_ms_{tag}"] = round(percentile(lat, 50), 1)
             figures[f"p99_ms_{tag}"] = round(percentile(lat, 99), 1)
             figures[f"rate_{tag}"] = round(rate, 1)
+            # How busy the cores were at this rate, and how the nodes' CPU splits per block:
+            # at moderate rates the network makes many small blocks, each with a fixed cost.
+            figures[f"cores_{tag}"] = {k: round((cpu_end[k] - cpu[k]) / took, 2) for k in cpu}
+            figures[f"blocks_per_s_{tag}"] = round(blocks / took, 1)
+            if blocks:
+                figures[f"node_cpu_ms_per_block_{tag}"] = round(
+                    (cpu_end["nodes"] - cpu["nodes"]) * 1000 / blocks, 1)
         if workload == "cert":
             ids = issued_ids(urls[0], h0, h1)
             if ids:
@@ -322,7 +334,10 @@ def main(args: Any) -> int:
         for key in sorted(k for k in figures if k.startswith("p50_ms_")):
             tag = key.removeprefix("p50_ms_")
             print(f"latency at {tag} of peak ({figures['rate_' + tag]} tx/s): "
-                  f"p50 {figures[key]} ms, p99 {figures['p99_ms_' + tag]} ms")
+                  f"p50 {figures[key]} ms, p99 {figures['p99_ms_' + tag]} ms; "
+                  f"{figures['blocks_per_s_' + tag]} blocks/s, cores used "
+                  f"{figures['cores_' + tag]}, CPU per block of the {figures['nodes']} nodes "
+                  f"{figures.get('node_cpu_ms_per_block_' + tag, '-')} ms")
         if "proof_queries_per_s" in figures:
             print(f"online proof queries (one node, 16 clients): "
                   f"{figures['proof_queries_per_s']}/s, p50 {figures['proof_query_p50_ms']} ms, "

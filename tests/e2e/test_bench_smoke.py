@@ -31,8 +31,12 @@ def _bench(*argv: str) -> dict[str, object]:
 
 def test_throughput_quick_reports_its_figures() -> None:
     figures = _bench("throughput", "--quick")
-    for key in ("committed_tps", "limit_tps", "p50_ms", "p99_ms", "peak_rss_mb"):
+    for key in ("committed_tps", "limit_tps", "p50_ms", "p99_ms", "peak_rss_mb",
+                "cores_50pct", "blocks_per_s_50pct"):
         assert key in figures, key
+    cores = figures["cores_50pct"]
+    assert isinstance(cores, dict)
+    assert set(cores) == {"nodes", "verifier_workers", "load_generator"}
     assert float(str(figures["committed_tps"])) > 0
     assert float(str(figures["limit_tps"])) > 0
 
