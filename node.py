@@ -214,6 +214,7 @@ class Node:
         for app in app_modules():
             self.openapi_paths.update(app.OPENAPI)
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._setup_metrics()
@@ -530,14 +531,26 @@ class Node:
                                     "index": index, "result": result})
 
     def _arm_timer(self) -> None:
+        """Wake the replica at its next deadline. Most messages leave the deadline as it
+        was; re-arming only when it moves spares a cancelled timer per message (5 % of the
+        event loop at light load, where each block is a dozen messages)."""
         deadline = self.replica.next_deadline_ms()
+        if deadline == self._timer_deadline and (deadline is None or self._timer is not None):
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._timer_deadline = deadline
         if deadline is None:
             return
         delay = max(0.0, (deadline - now_ms()) / 1000.0)
-        self._timer = asyncio.get_running_loop().call_later(delay, self._enqueue, "timer", None)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        # Forget the fired timer, so the next _arm_timer sets one even for the same deadline
+        # (the loop may wake a little before it, or the inbox may have been full).
+        self._timer, self._timer_deadline = None, None
+        self._enqueue("timer", None)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
