@@ -751,6 +751,50 @@ def test_checkpoints_become_stable_and_garbage_collect(monkeypatch: pytest.Monke
     assert checked == []
 
 
+def test_votes_that_can_change_nothing_are_dropped_unread(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Goal: a PREPARE for a height whose COMMIT this replica has sent, and a PREPARE or
+    COMMIT for a height already executed, are dropped before their signature check — they
+    cannot change anything, and with n = 4 one PREPARE and one COMMIT of every block arrive
+    that late — while every vote that can still count is checked.
+
+    Method: order block 1 with every message delivered in order, recording each replica's
+    signature checks: exactly a quorum's worth of votes was checked (the primary: 2 of the
+    3 PREPAREs; a backup: 1 of the other 2, its own making the quorum; everyone: 2 of the 3
+    COMMITs) and the block is committed everywhere. Then votes for height 1 with forged
+    signatures are dropped unchecked, and one for height 2 is checked and refused.
+    """
+    net = Net()
+    net.start()
+    checked: dict[int, list[Message]] = {i: [] for i in range(4)}
+    for i in range(4):
+        real_verify = net.replica(i).verify
+
+        def verify(msg: Message, i: int = i, real: object = real_verify) -> bool:
+            checked[i].append(msg)
+            return real(msg)  # type: ignore[operator, no-any-return]
+
+        monkeypatch.setattr(net.replica(i), "verify", verify)
+    net.order(net.tx(1))
+    assert all(n.replica.executed == 1 for n in net.nodes)
+    for i in range(4):
+        prepares = [m for m in checked[i] if isinstance(m, Prepare)]
+        commits = [m for m in checked[i] if isinstance(m, Commit)]
+        assert len(prepares) == (2 if i == 0 else 1), (i, prepares)
+        assert len(commits) == 2, (i, commits)
+    digest = net.nodes[1].chain.head().block_hash(net.suite)
+    before = {i: len(checked[i]) for i in range(4)}
+    late_prepare = replace(net.sign(Prepare(0, 1, digest, b""), 2), sig=b"forged")
+    late_commit = replace(net.sign(Commit(0, 1, digest, b"x", b""), 2), sig=b"forged")
+    assert net.receive(1, late_prepare) == [] and net.receive(1, late_commit) == []
+    assert len(checked[1]) == before[1]
+    ahead = replace(net.sign(Prepare(0, 2, digest, b""), 2), sig=b"forged")
+    dropped = net.replica(1).stats["dropped"]
+    assert net.receive(1, ahead) == []
+    assert checked[1][-1] is ahead and net.replica(1).stats["dropped"] == dropped + 1
+    assert 2 not in net.replica(1).slots
+
+
 def test_watermarks_exclude_h_and_include_h_plus_window() -> None:
     """Goal: with stable checkpoint h and window L, heights h < n <= h + L are inside, h and
     h + L + 1 are not (off-by-one at both edges).
