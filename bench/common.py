@@ -95,10 +95,12 @@ def write_result(name: str, parameters: dict[str, Any], figures: dict[str, Any])
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid`` (0.0 once it is gone)."""
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds used so far by process ``pid`` — or by its thread ``tid``
+    alone — (0.0 once it is gone)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
@@ -115,7 +117,11 @@ def child_pids(pid: int) -> list[int]:
 
 
 def cpu_snapshot(node_pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far of the node processes, their workers, and this process."""
+    """CPU seconds so far of the node processes, their workers, and this process; and, of
+    the nodes' share, what their main threads (the event loops) used — the rest is
+    LevelDB's compaction and the worker pool's bookkeeping threads."""
     nodes = sum(cpu_seconds(p) for p in node_pids)
+    loops = sum(cpu_seconds(p, p) for p in node_pids)
     workers = sum(cpu_seconds(c) for p in node_pids for c in child_pids(p))
-    return {"nodes": nodes, "verifier_workers": workers, "load_generator": cpu_seconds(os.getpid())}
+    return {"nodes": nodes, "node_event_loops": loops, "verifier_workers": workers,
+            "load_generator": cpu_seconds(os.getpid())}

@@ -36,7 +36,8 @@ def test_throughput_quick_reports_its_figures() -> None:
         assert key in figures, key
     cores = figures["cores_50pct"]
     assert isinstance(cores, dict)
-    assert set(cores) == {"nodes", "verifier_workers", "load_generator"}
+    assert set(cores) == {"nodes", "node_event_loops", "verifier_workers", "load_generator"}
+    assert cores["node_event_loops"] <= cores["nodes"]
     assert float(str(figures["committed_tps"])) > 0
     assert float(str(figures["limit_tps"])) > 0
 
