@@ -29,12 +29,14 @@ without building error paths (:func:`_canon`, :func:`_plain_ok`, per-type
 converters compiled once by :func:`_converter`); only when that pass finds a
 problem is the value walked again by the path-naming checks, so errors stay as
 precise as before. Keys are sorted as Python strings, which is the same order
-as their UTF-8 bytes (UTF-8 preserves code-point order). Two shortcuts build
+as their UTF-8 bytes (UTF-8 preserves code-point order). Three shortcuts build
 on memoised encodings: a class may name an ``__codec_intern__`` field to get
 back the instance decoded before from an equal value (transactions arrive by
-gossip and again in the proposal), and :func:`spliced_map`/:func:`spliced_array`
-assemble canonical bytes from parts already encoded (a block from its
-transactions' bytes).
+gossip and again in the proposal); a class with ``__codec_decoded__`` is handed
+the plain value it was decoded from when that value came from canonical bytes,
+and may keep :func:`repack` of it as its own encoding (no second walk); and
+:func:`spliced_map`/:func:`spliced_array` assemble canonical bytes from parts
+already encoded (a block from its transactions' bytes).
 
 For JSON (the HTTP API's default), :func:`to_json` writes the same values
 with bytes as lowercase hex strings, and :func:`from_json` reads them back
