@@ -25,7 +25,10 @@ persists the prepared certificate and broadcasts COMMIT(v, n, d), which also
 carries its signature over (chain_id, n, d). With a quorum of matching
 COMMITs it has *committed*: the block and the quorum's commit signatures
 (its certificate) are appended in one atomic write, transactions are
-answered, and the primary proposes the next height. A backup accepts a
+answered, and the primary proposes the next height. Votes that can change
+nothing any more — a PREPARE once this replica has sent its COMMIT for that
+height and view, any PREPARE or COMMIT for a height already executed — are
+dropped before their signature is checked. A backup accepts a
 pre-prepare for height n + 1 only after committing n; this "one block in
 flight" rule keeps the chain of blocks and PBFT's sequence numbers aligned
 through view changes (a prepared block always extends a committed one).
