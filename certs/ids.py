@@ -51,6 +51,7 @@ from ledger.ids import (  # re-exported: identifiers are shared across the apps
     USCC_ALPHABET,
     USCC_CATEGORIES,
     USCC_LENGTH,
+    USCC_PATTERN,
     USCC_WEIGHTS,
     IdentifierError,
     _check_uscc,
@@ -246,10 +247,9 @@ def format_cert_id(type_code: str, issuer_uscc: str, serial: str, version: int) 
     return str(CertId(_normalise(type_code), _normalise(issuer_uscc), _normalise(serial), version))
 
 
-_USCC_RE: Final = "[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}"
 _CERT_ID_SHAPE: Final = re.compile(
     re.escape(CERT_ID_ROOT)
-    + rf"\.({_USCC_RE}[0-9]{{3}})\.({_USCC_RE})\.([0-9A-Z]{{1,{SERIAL_LENGTH_MAX}}})"
+    + rf"\.({USCC_PATTERN}[0-9]{{3}})\.({USCC_PATTERN})\.([0-9A-Z]{{1,{SERIAL_LENGTH_MAX}}})"
     r"\.([0-9]{3})\.([0-9A-Z])"
 )
 

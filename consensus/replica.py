@@ -634,7 +634,7 @@ class Replica:
             return self._drop(p, "not for the current view")
         if p.sender == self.primary():
             return self._drop(p, "the primary does not send prepares")
-        if p.height <= self.executed or not self.in_watermarks(p.height):
+        if not self.in_watermarks(p.height):  # executed heights: dropped by receive()
             return self._drop(p, "height outside the window")
         slot = self.slots.setdefault(p.height, Slot())
         slot.prepares.setdefault(p.view, {}).setdefault(p.sender, p)
@@ -665,8 +665,7 @@ class Replica:
         return [*effects, Broadcast(commit), *self._check_committed(height, now_ms)]
 
     def _on_commit(self, c: Commit, now_ms: int) -> list[Effect]:
-        if c.height <= self.executed:
-            return self._drop(c, "height already executed")
+        # receive() has dropped those for heights already executed (_vote_is_moot).
         if not self.verify_cert_sig(c):
             return self._drop(c, "bad certificate signature")
         # Commits for heights beyond the next one tell us others are ahead.

@@ -29,7 +29,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ledger.codec import Value, encode, encode_value, spliced_array, spliced_map
+from ledger.codec import Value, encode, encode_value, encoded_once, spliced_array, spliced_map
 from ledger.crypto import Suite
 from ledger.errors import DecodeError, SignatureError
 from ledger.merkle import root
@@ -151,11 +151,7 @@ class TxResult:
                                    metadata={"codec": False})
 
     def encoded(self) -> bytes:
-        data = self._encoded
-        if data is None:
-            data = encode(self)
-            object.__setattr__(self, "_encoded", data)
-        return data
+        return encoded_once(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,6 +279,17 @@ def encode(obj: object) -> bytes:
         return encode_value(to_value(obj))  # raises, naming the problem
 
 
+def encoded_once(obj: Any) -> bytes:
+    """``encode(obj)``, memoised in ``obj._encoded`` (a frozen dataclass's non-codec field,
+    ``metadata={"codec": False}``): transactions and results are encoded for their
+    Merkle roots, for blocks, for the wire and for the store."""
+    data: bytes | None = obj._encoded
+    if data is None:
+        data = encode(obj)
+        object.__setattr__(obj, "_encoded", data)
+    return data
+
+
 def decode(data: bytes, cls: type[T], max_size: int = DEFAULT_MAX_SIZE) -> T:
     """Decode canonical bytes into an instance of dataclass ``cls`` (strictly typed)."""
     return from_value(cls, decode_value(data, max_size), canonical=True)

@@ -89,6 +89,7 @@ __all__ = [
     "CITIZEN_ID_WEIGHTS",
     "USCC_ALPHABET",
     "USCC_CATEGORIES",
+    "USCC_PATTERN",
     "USCC_WEIGHTS",
     "IdentifierError",
     "citizen_id_check_char",
@@ -243,7 +244,9 @@ def org_code_check_char(body8: str) -> str:
     return _ORG_CHECK[total % 11]
 
 
-_USCC_SHAPE: Final = re.compile(r"[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}")
+#: A USCC's shape as a regular expression: the alphabet, and the division code's 6 digits.
+USCC_PATTERN: Final = "[0-9A-HJ-NP-RTUW-Y]{2}[0-9]{6}[0-9A-HJ-NP-RTUW-Y]{10}"
+_USCC_SHAPE: Final = re.compile(USCC_PATTERN)
 _USCC_PREFIXES: Final = frozenset(
     authority + category
     for authority, (_, categories) in USCC_CATEGORIES.items()
@@ -257,9 +260,7 @@ def _uscc_ok(value: str) -> bool:
     :func:`_check_uscc_detail`: one regular expression for the alphabet and the digits,
     then both check characters. Never true where the detailed check would raise
     (a property test holds the two together)."""
-    if len(value) != USCC_LENGTH or _USCC_SHAPE.fullmatch(value) is None:
-        return False
-    if value[:2] not in _USCC_PREFIXES:
+    if _USCC_SHAPE.fullmatch(value) is None or value[:2] not in _USCC_PREFIXES:
         return False
     org = sum(map(operator.mul, map(_ORG_VALUE.__getitem__, value[8:16]), ORG_CODE_WEIGHTS))
     if value[16] != _ORG_CHECK[org % 11]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from ledger.codec import Value, encode, encode_value, repack
+from ledger.codec import Value, encode_value, encoded_once, repack
 from ledger.crypto import PrivateKey, Suite
 from ledger.errors import DecodeError
 
@@ -119,11 +119,7 @@ class Transaction:
 
     def encoded(self) -> bytes:
         """The canonical bytes of the whole transaction (memoised: blocks splice them)."""
-        data = self._encoded
-        if data is None:
-            data = encode(self)
-            object.__setattr__(self, "_encoded", data)
-        return data
+        return encoded_once(self)
 
 
 def make_tx(
