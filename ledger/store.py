@@ -40,6 +40,15 @@ results, and the root node of its ``state_root`` exists. On any mismatch it
 raises :class:`~ledger.errors.CorruptionError` naming the height and what is
 wrong; the node refuses to start rather than serve from it.
 
+LevelDB runs with a 32 MiB write buffer instead of its 4 MiB default
+(``WRITE_BUFFER_BYTES``). Most keys written here are hashes (tree nodes, tx
+ids) spread over the whole key space, so every level-0 file overlaps all of
+level 1 and each flush makes LevelDB merge that level again; with a buffer
+8× larger it flushes and merges 8× less often. Measured (bench/RESULTS.md):
+LevelDB's CPU for 100k transactions' writes 25 → 14 s; nodes' CPU per
+committed transaction −25 %. The cost is up to two buffers of memory per node
+(the active one and the one being flushed) and a longer log to replay on open.
+
 Errors: readers return ``None`` for absent data; a stored value that fails
 to decode raises CorruptionError. ``append`` of a block that does not extend
 the head is a caller bug (``ValueError``).
@@ -77,6 +86,7 @@ from ledger.state import EMPTY_ROOT
 
 T = TypeVar("T")
 FORMAT_VERSION = 1
+WRITE_BUFFER_BYTES = 32 << 20  # see the module docstring
 _VALUE_MAX = 64 * 1024 * 1024
 
 
@@ -307,7 +317,8 @@ class LevelDBStore:
         self.path = path
         os.makedirs(path, exist_ok=True)
         try:
-            self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True)
+            self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
+                                write_buffer_size=WRITE_BUFFER_BYTES)
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
         fmt = self.db.get(b"m:format")
