@@ -47,6 +47,13 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
                    help="machine-readable output")
 
 
+def _booking_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--memo", default="")
+    p.add_argument("--voucher", default="", metavar="NO",
+                   help="the organisation's accounting voucher number (凭证号); the ledger "
+                        "records each voucher once, so a retried flow cannot move money twice")
+
+
 def _arg_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
     """An argparse ``type=`` from a parser of :mod:`fiscal.payloads` (ValueError → usage)."""
 
@@ -88,7 +95,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--project-end", type=_date, required=True, metavar="DATE")
     q.add_argument("--direct", action="store_true", help="direct funds (直达资金)")
     q.add_argument("--region", help="fiscal region code (default: the organisation's)")
-    q.add_argument("--memo", default="")
+    _booking_args(q)
     q.add_argument("--key", required=True, help="finance officer key (PEM)")
     _json_flag(q)
     q.set_defaults(handler=run_appropriate)
@@ -102,7 +109,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--region", required=True, metavar="CODE",
                    help="9-digit fiscal region code (a 6-digit division code gets 000)")
     q.add_argument("--amount", type=_fen, required=True, metavar="FEN")
-    q.add_argument("--memo", default="")
+    _booking_args(q)
     q.add_argument("--key", required=True)
     _json_flag(q)
     q.set_defaults(handler=run_allocate)
@@ -125,7 +132,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--value-date", type=_date, required=True, metavar="DATE")
     q.add_argument("--contract-digest", type=_hex_digest, metavar="HEX")
     q.add_argument("--invoice-digest", type=_hex_digest, metavar="HEX")
-    q.add_argument("--memo", default="")
+    _booking_args(q)
     q.add_argument("--consortium-key", help=f"for --payee-id (default: {CONSORTIUM_KEY_FILE} "
                                             "beside --key)")
     q.add_argument("--key", required=True)
@@ -137,7 +144,7 @@ def add_parser(sub: Any) -> None:
                              "500000 --key keys/gl.pem")
     q.add_argument("--from", dest="source", required=True, metavar="TAG")
     q.add_argument("--amount", type=_fen, required=True, metavar="FEN")
-    q.add_argument("--memo", default="")
+    _booking_args(q)
     q.add_argument("--key", required=True)
     _json_flag(q)
     q.set_defaults(handler=run_return)
@@ -229,7 +236,7 @@ def run_appropriate(args: argparse.Namespace, ctx: Context) -> int:
     payload = payloads.appropriation(
         tag=args.tag, amount=args.amount, year=args.year, doc_no=args.doc_no,
         function_code=args.function_code, project=args.project, project_end=args.project_end,
-        direct=bool(args.direct), region=args.region, memo=args.memo)
+        direct=bool(args.direct), region=args.region, memo=args.memo, voucher=args.voucher)
     reply = _submit(ctx, APPROPRIATE_TX, payload)
     return tx_outcome(ctx, reply, f"appropriation {args.tag} of {yuan(args.amount)}",
                       extra=lambda d: {"tag": d.get("tag"), "balance": d.get("balance")})
@@ -237,7 +244,7 @@ def run_appropriate(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_allocate(args: argparse.Namespace, ctx: Context) -> int:
     payload = payloads.allocation(source=args.source, to_org=args.to_org, region=args.region,
-                                  amount=args.amount, memo=args.memo)
+                                  amount=args.amount, memo=args.memo, voucher=args.voucher)
     reply = _submit(ctx, ALLOCATE_TX, payload)
     return tx_outcome(ctx, reply, f"allocation of {yuan(args.amount)} from {args.source}",
                       extra=lambda d: {"child_tag": d.get("child_tag"),
@@ -254,7 +261,7 @@ def run_pay(args: argparse.Namespace, ctx: Context) -> int:
         function_code=args.function_code, value_date=args.value_date,
         payee_uscc=args.payee_uscc, payee_name=args.payee_name,
         contract_digest=args.contract_digest, invoice_digest=args.invoice_digest,
-        memo=args.memo)
+        memo=args.memo, voucher=args.voucher)
     if args.payee_id:
         client = ctx.client(need_key=True)
         assert client.key is not None
@@ -269,7 +276,8 @@ def run_pay(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_return(args: argparse.Namespace, ctx: Context) -> int:
     reply = _submit(ctx, RETURN_TX, payloads.return_flow(source=args.source, amount=args.amount,
-                                                         memo=args.memo))
+                                                         memo=args.memo,
+                                                         voucher=args.voucher))
     return tx_outcome(ctx, reply, f"return of {yuan(args.amount)} from {args.source}",
                       extra=lambda d: {"to": d.get("to"), "balance": d.get("balance")})
 
@@ -296,11 +304,12 @@ def run_trail(args: argparse.Namespace, ctx: Context) -> int:
 def _trail_tables(ctx: Context, trail: dict[str, Any], backward: bool) -> None:
     if backward:
         payment = trail["payment"]
+        booked = [("voucher", payment["voucher"])] if payment.get("voucher") else []
         ctx.fields("payment", [("payment_id", payment["flow_id"]), ("from", payment["from"]),
                                ("payee", _payee_label(payment["payee"])),
                                ("amount", yuan(payment["amount"])),
                                ("value_date", payment["value_date"]),
-                               ("purpose", payment["purpose"])])
+                               ("purpose", payment["purpose"]), *booked])
         rows = []
         for step in trail["path"]:
             f = step["fund"]

@@ -17,11 +17,19 @@ The report gives the number of rows submitted, committed and rejected, and
 one line per rejected row with its line number and reason — whether it
 failed validation here, was refused by the node, or failed on the ledger
 (e.g. a payment above the fund's balance). --dry-run validates only.
+
+Importing a flows file again is safe for the rows that carry a voucher number
+(凭证号): the ledger records each voucher of an organisation once, so those
+already recorded — by an earlier run cut short, or one that finished — are
+looked up first, reported as "already recorded" with their flow, and not sent
+again; one that got recorded meanwhile is refused by the ledger and reported
+the same way. Rows without a voucher cannot be told apart from new flows.
 Committed certificates' signed documents are written to --out-dir
 (``CERT_ID.json``), which the holders need for verification.
 
-Exit codes: 0 every row committed (--dry-run: every row valid), 1 a row was
-rejected, 2 usage or connection error (the report says what was sent).
+Exit codes: 0 every row committed or already recorded (--dry-run: every row
+valid), 1 a row was rejected, 2 usage or connection error (the report says what
+was sent).
 """
 
 from __future__ import annotations
@@ -128,6 +136,7 @@ class Report:
     valid: int = 0
     submitted: int = 0
     committed: list[dict[str, Value]] = field(default_factory=list)
+    recorded: list[dict[str, Value]] = field(default_factory=list)  # by an earlier import
     rejected: list[Rejected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
@@ -141,15 +150,17 @@ class Report:
     def ok(self) -> bool:
         if self.dry_run:
             return not self.rejected
-        return len(self.committed) == self.rows
+        return len(self.committed) + len(self.recorded) == self.rows
 
     def to_json(self) -> dict[str, Value]:
         rejected = sorted(self.rejected, key=lambda r: r.line)
         return {"import": self.kind, "file": self.file, "dry_run": self.dry_run,
                 "rows": self.rows, "valid": self.valid, "submitted": self.submitted,
                 "committed": len(self.committed), "rejected": len(self.rejected),
+                "recorded": len(self.recorded),
                 "rejected_rows": [r.to_json() for r in rejected],
                 "committed_rows": list[Value](self.committed),
+                "recorded_rows": list[Value](self.recorded),
                 "warnings": list[Value](self.warnings), **self.extra,
                 **({"alerts": self.alerts} if self.kind == "flows" else {})}
 
@@ -164,6 +175,8 @@ class Report:
         else:
             head = (f"{name}: {self.rows} rows — {self.submitted} submitted, "
                     f"{len(self.committed)} committed, {len(self.rejected)} rejected")
+            if self.recorded:
+                head += f", {len(self.recorded)} already recorded"
         mark = "[green]✔[/green]" if self.ok else "[red]✘[/red]"
         ctx.console.print(f"{mark} {escape(head)}", soft_wrap=True)
         for text in self.warnings:
@@ -173,6 +186,14 @@ class Report:
         if self.alerts:
             ctx.console.print(f"  red-flag alerts raised: {self.alerts} (govledger audit "
                               "alerts --key AUDITOR.pem)", soft_wrap=True, markup=False)
+        if self.recorded:
+            ctx.console.print("already on the ledger (not sent again):", style="bold")
+            for e in sorted(self.recorded, key=lambda e: int(str(e["line"]))):
+                line, voucher, flow_id, height = (str(e[k]) for k in (
+                    "line", "voucher", "flow_id", "height"))
+                ctx.console.print(f"line {line}: voucher {voucher} — flow {flow_id} at "
+                                  f"height {height}", soft_wrap=True, markup=False,
+                                  highlight=False)
         if self.rejected:
             ctx.console.print("rejected rows:", style="bold")
             for r in sorted(self.rejected, key=lambda r: r.line):
@@ -193,6 +214,7 @@ class Job:
     source: str | None = None  # the fund the money leaves (flows)
     fills: Callable[[str], bool] | None = None  # may create or fill that fund (flows)
     on_commit: Callable[[dict[str, Any]], dict[str, Value]] | None = None
+    voucher: str | None = None  # flows: the row's voucher number
 
 
 @dataclass
@@ -213,9 +235,9 @@ class Pipeline:
     """
 
     def __init__(self, client: Client, report: Report, in_flight: int,
-                 on_done: Callable[[], None]) -> None:
+                 on_done: Callable[[], None], org: str = "") -> None:
         assert client.key is not None
-        self.client, self.key, self.report = client, client.key, report
+        self.client, self.key, self.report, self.org = client, client.key, report, org
         self.in_flight, self.on_done = in_flight, on_done
         self.sent: OrderedDict[str, _Sent] = OrderedDict()
         self.backoff_until = 0.0
@@ -306,6 +328,14 @@ class Pipeline:
 
     def _committed(self, job: Job, tx_id: str, reply: dict[str, Any]) -> None:
         result = reply.get("result") or {}
+        if (not result.get("ok") and result.get("code") == "voucher_recorded"
+                and job.voucher and self.org):
+            # Recorded by another run since we looked: report the flow that holds it.
+            found = lookup_voucher(self.client, self.org, job.voucher)
+            if found is not None:
+                self.report.recorded.append(recorded_entry(job.line, found))
+                self.on_done()
+                return
         if not result.get("ok"):
             self._reject(job, "ledger", str(result.get("reason") or result.get("code")))
             return
@@ -322,7 +352,7 @@ class Pipeline:
 
 
 def _submit_all(ctx: Context, client: Client, report: Report, jobs: list[Job],
-                in_flight: int) -> int:
+                in_flight: int, org: str = "") -> int:
     """Run the pipeline under a progress bar (stderr, interactive only); print the report."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=ctx.err, transient=True,
@@ -334,7 +364,7 @@ def _submit_all(ctx: Context, client: Client, report: Report, jobs: list[Job],
                 f"{len(report.committed)} committed, {len(report.rejected)} rejected"))
 
         try:
-            Pipeline(client, report, in_flight, done).run(jobs)
+            Pipeline(client, report, in_flight, done, org).run(jobs)
         except Unreachable as exc:
             report.warnings.append(f"connection lost: {exc}")
             lost = True
@@ -501,8 +531,27 @@ def _flow_result(row: FlowRow) -> Callable[[dict[str, Any]], dict[str, Value]]:
     return result
 
 
-def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], report: Report
-               ) -> list[Job]:
+def lookup_voucher(client: Client, org: str, voucher: str) -> dict[str, Any] | None:
+    """The flow that recorded ``voucher`` of ``org`` (``GET /v1/fiscal/vouchers``), or None."""
+    try:
+        found: dict[str, Any] = client.get("/v1/fiscal/vouchers",
+                                           {"org": org, "voucher": voucher})
+    except NodeError as exc:
+        if exc.status != 404:
+            raise
+        return None
+    return found
+
+
+def recorded_entry(line: int, found: dict[str, Any]) -> dict[str, Value]:
+    return {"line": line, "voucher": found["voucher"], "flow_id": found["flow_id"],
+            "kind": found["kind"], "amount": found["amount"], "height": found["height"]}
+
+
+def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], report: Report,
+               org: str = "") -> list[Job]:
+    """The rows to send; with ``org`` (not a dry run), rows whose voucher that organisation
+    has recorded already go to the report's ``recorded`` instead."""
     key = client.key
     assert key is not None
     people = [r for r in rows if r.person is not None]
@@ -514,6 +563,10 @@ def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], re
         auditors = [] if args.dry_run else seal_keys(client)
     jobs = []
     for row in rows:
+        found = lookup_voucher(client, org, row.voucher) if org and row.voucher else None
+        if found is not None:
+            report.recorded.append(recorded_entry(row.line, found))
+            continue
         payload = dict(row.payload)
         if row.person is not None and not args.dry_run:
             id_number, name, account = row.person
@@ -524,12 +577,13 @@ def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], re
                 report.rejected.append(Rejected(row.line, "validation", row.what, str(exc)))
                 continue
         jobs.append(Job(row.line, row.what, row.tx_type, payload, source=row.source,
-                        fills=row.fills, on_commit=_flow_result(row)))
+                        fills=row.fills, on_commit=_flow_result(row), voucher=row.voucher))
     return jobs
 
 
-def _finance_officer(client: Client) -> None:
-    """UsageError unless --key is an active account with the finance role."""
+def _finance_officer(client: Client) -> str:
+    """The organisation of --key; UsageError unless it is an active account with the
+    finance role."""
     key = client.key
     assert key is not None
     try:
@@ -543,6 +597,7 @@ def _finance_officer(client: Client) -> None:
     if "finance" not in (account.get("roles") or []):
         raise UsageError(f"the --key account ({account.get('name')}) has no finance role, so "
                          "it cannot move funds")
+    return str(account.get("org") or "")
 
 
 def run_flows(args: argparse.Namespace, ctx: Context) -> int:
@@ -554,11 +609,10 @@ def run_flows(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(str(exc)) from None
     report = Report("flows", args.file, args.dry_run, len(table.rows), rejected=bad)
     client = ctx.client(need_key=True)
-    if not args.dry_run:
-        _finance_officer(client)
-    jobs = _flow_jobs(args, client, rows, report)
-    report.valid = len(jobs)
+    org = "" if args.dry_run else _finance_officer(client)
+    jobs = _flow_jobs(args, client, rows, report, org)
+    report.valid = len(jobs) + len(report.recorded)
     if args.dry_run:
         report.show(ctx)
         return EXIT_OK if report.ok else EXIT_REJECTED
-    return _submit_all(ctx, client, report, jobs, args.in_flight)
+    return _submit_all(ctx, client, report, jobs, args.in_flight, org)

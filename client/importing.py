@@ -93,12 +93,12 @@ AMOUNT_COLUMNS: Final = ("amount_fen", "amount_yuan")
 # (required, optional) columns of each kind, besides kind and the amount.
 FLOW_COLUMNS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "APPROPRIATION": (("tag", "year", "doc_no", "function_code", "project", "project_end"),
-                      ("direct", "region", "memo")),
-    "ALLOCATION": (("from", "to_org", "region"), ("memo",)),
+                      ("direct", "region", "memo", "voucher")),
+    "ALLOCATION": (("from", "to_org", "region"), ("memo", "voucher")),
     "PAYMENT": (("from", "purpose", "function_code"),
                 ("payee_uscc", "payee_id", "payee_name", "payee_account", "value_date",
-                 "contract_digest", "invoice_digest", "memo")),
-    "RETURN": (("from",), ("memo",)),
+                 "contract_digest", "invoice_digest", "memo", "voucher")),
+    "RETURN": (("from",), ("memo", "voucher")),
 }
 FLOW_ALL_COLUMNS: Final = frozenset(
     {"kind", *AMOUNT_COLUMNS} | {c for req, opt in FLOW_COLUMNS.values() for c in req + opt})
@@ -115,6 +115,10 @@ flows columns (header row required; any order; a row fills only its kind's colum
                  audit office; optional payee_account); optional value_date (default
                  today), contract_digest, invoice_digest (hex), memo
   RETURN         from (a child fund; the money goes to its parent); optional memo
+  voucher        optional, any kind: the organisation's accounting voucher number (凭证号,
+                 e.g. 记-2026-0012), unique in the file. The ledger records each voucher
+                 once, so importing the file again skips the rows already recorded instead
+                 of moving their money twice; rows without one cannot be recognised.
 Rows are submitted in file order; a row that moves money out of a fund waits until the
 rows before it that create or fill that fund are committed."""
 
@@ -431,6 +435,11 @@ class FlowRow:
         return value if isinstance(value, str) else ""
 
     @property
+    def voucher(self) -> str | None:
+        value = self.payload.get("voucher")
+        return value if isinstance(value, str) else None
+
+    @property
     def what(self) -> str:
         if self.kind == "APPROPRIATION":
             return f"APPROPRIATION {self.tag} of {yuan(self.amount)}"
@@ -521,14 +530,15 @@ def parse_flow_row(row: Row, columns: list[str], today: str) -> FlowRow:
             tag=_need(row, "tag"), amount=amount, year=int(year), doc_no=_need(row, "doc_no"),
             function_code=_need(row, "function_code"), project=_need(row, "project"),
             project_end=_date(row, "project_end"), direct=_flag(row, "direct"),
-            region=c.get("region") or None, memo=c.get("memo", ""))
+            region=c.get("region") or None, memo=c.get("memo", ""),
+            voucher=c.get("voucher", ""))
     elif kind == "ALLOCATION":
         payload = payloads.allocation(source=_need(row, "from"), to_org=_need(row, "to_org"),
                                       region=_need(row, "region"), amount=amount,
-                                      memo=c.get("memo", ""))
+                                      memo=c.get("memo", ""), voucher=c.get("voucher", ""))
     elif kind == "RETURN":
         payload = payloads.return_flow(source=_need(row, "from"), amount=amount,
-                                       memo=c.get("memo", ""))
+                                       memo=c.get("memo", ""), voucher=c.get("voucher", ""))
     else:
         payload, person = _payment(row, amount, today)
     problem = payloads.payload_problem(KINDS[kind], payload)
@@ -566,7 +576,8 @@ def _payment(row: Row, amount: int, today: str
         value_date=_date(row, "value_date", today), payee_uscc=uscc or None,
         payee_name=(c.get("payee_name") or None) if uscc else None,
         contract_digest=_digest(row, "contract_digest"),
-        invoice_digest=_digest(row, "invoice_digest"), memo=c.get("memo", ""))
+        invoice_digest=_digest(row, "invoice_digest"), memo=c.get("memo", ""),
+        voucher=c.get("voucher", ""))
     return payload, person
 
 
@@ -586,6 +597,7 @@ def parse_flow_rows(table: Table, today: str, name: str = "the file"
     good: list[FlowRow] = []
     bad: list[Rejected] = []
     tags: dict[str, int] = {}
+    vouchers: dict[str, int] = {}
     for row in table.rows:
         what = _rough_what(row)
         try:
@@ -595,6 +607,11 @@ def parse_flow_rows(table: Table, today: str, name: str = "the file"
                 if first != row.line:
                     raise RowError(f"fund tag {flow.tag} is appropriated on line {first} "
                                    "already")
+            if flow.voucher is not None:
+                first = vouchers.setdefault(flow.voucher, row.line)
+                if first != row.line:
+                    raise RowError(f"voucher {flow.voucher} is on line {first} already; a "
+                                   "voucher books one flow")
         except RowError as exc:
             bad.append(Rejected(row.line, "validation", what, str(exc)))
             continue

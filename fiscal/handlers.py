@@ -23,6 +23,13 @@ block stays in every node's store for good. Execution re-checks everything.
 
 The flow id is the transaction id: ``GET /v1/tx/<flow id>`` gives its block
 and inclusion proof. A payment's ``payment_id`` is its flow id.
+
+Any flow may name the accounting voucher (``voucher``, 凭证号) the sending
+organisation booked it under. A voucher is recorded once per organisation: a
+second flow naming it is refused (code ``voucher_recorded``, the reason naming
+the flow that holds it) before any balance is looked at, so re-sending the same
+book — a bulk import run again after a lost connection — cannot move money
+twice. Admission refuses it early too.
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ from fiscal.model import (
     tag_field,
     text_field,
     uscc_field,
+    voucher_field,
+    voucher_key,
 )
 from fiscal.payee import (
     BOX_BYTES_MAX,
@@ -112,6 +121,11 @@ def precheck(state_get: StateGet, tx: Transaction) -> str | None:
     assert account is not None
     if not account.org:
         return f"sender ({account.name}) belongs to no organisation"
+    voucher = tx.payload.get("voucher")
+    if isinstance(voucher, str):
+        recorded = state_get(voucher_key(account.org, voucher))
+        if recorded is not None:
+            return _recorded_text(voucher, account.org, recorded)
     tag = tx.payload.get("from")
     if tx.type != APPROPRIATE_TX and isinstance(tag, str):
         fund = get_fund(state_get, tag)
@@ -125,7 +139,32 @@ def _not_holder(fund: Fund, account: AccountRecord) -> str:
             f"only its finance officers may move it, not {account.name} ({account.org})")
 
 
+class VoucherRecorded(TxRejected):
+    """The flow names a voucher its organisation has recorded already."""
+
+    code = "voucher_recorded"
+
+
+def _recorded_text(voucher: str, org: str, flow_id: bytes) -> str:
+    return f"voucher {voucher} of {org} is already recorded, by flow {flow_id.hex()}"
+
+
 # -- shared steps ----------------------------------------------------------------------------
+
+
+def _claim_voucher(ctx: ExecContext, account: AccountRecord) -> dict[str, Value]:
+    """Record the flow's voucher for the sender's organisation ({} if it names none), or
+    VoucherRecorded. Runs before the balance checks: a flow booked already is reported as
+    such, not as short of money because its first recording spent it."""
+    voucher = voucher_field(ctx.tx.payload)
+    if voucher is None:
+        return {}
+    key = voucher_key(account.org, voucher)
+    recorded = ctx.state.get(key)
+    if recorded is not None:
+        raise VoucherRecorded(_recorded_text(voucher, account.org, recorded))
+    ctx.state.put(key, ctx.tx_id)
+    return {"voucher": voucher}
 
 
 def _officer(ctx: ExecContext) -> AccountRecord:
@@ -214,8 +253,9 @@ def _raise(ctx: ExecContext, alerts: list[rules.Alert]) -> list[Value]:
 def appropriate(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
     check_fields(payload, {"tag", "amount", "year", "doc_no", "function_code", "project",
-                           "project_end"}, {"direct", "region", "memo"})
+                           "project_end"}, {"direct", "region", "memo", "voucher"})
     account = _officer(ctx)
+    booked = _claim_voucher(ctx, account)
     tag = tag_field(payload, "tag", root=True)
     amount = amount_field(payload)
     year = payload["year"]
@@ -251,7 +291,7 @@ def appropriate(ctx: ExecContext) -> None:
     _save(ctx, fund)
     seq = _next_seq(ctx)
     flow = _flow(ctx, seq, account, amount, None, tag, doc_no=doc_no, year=year,
-                 function_code=function_code, project=project, region=region)
+                 function_code=function_code, project=project, region=region, **booked)
     _index(ctx, flow, None, tag)
     ctx.index.put(IX_ROOT + seq_bytes(seq), tag.encode())
     ctx.data = {"flow_id": ctx.tx_id, "tag": tag, "balance": fund.balance}
@@ -262,8 +302,9 @@ def appropriate(ctx: ExecContext) -> None:
 
 def allocate(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
-    check_fields(payload, {"from", "to_org", "region", "amount"}, {"memo"})
+    check_fields(payload, {"from", "to_org", "region", "amount"}, {"memo", "voucher"})
     account = _officer(ctx)
+    booked = _claim_voucher(ctx, account)
     amount = amount_field(payload)
     to_org = uscc_field(payload, "to_org")
     region = region_field(payload)
@@ -301,7 +342,7 @@ def allocate(ctx: ExecContext) -> None:
     seq = _next_seq(ctx)
     alerts = _raise(ctx, rules.circular_allocation(ctx.state.get, source, to_org, ctx.tx_id))
     flow = _flow(ctx, seq, account, amount, source.tag, child.tag, to_org=to_org,
-                 to_name=target_org.name, region=region, alerts=alerts)
+                 to_name=target_org.name, region=region, alerts=alerts, **booked)
     _index(ctx, flow, source.tag, child.tag)
     ctx.data = {"flow_id": ctx.tx_id, "from": source.tag, "child_tag": child.tag,
                 "balance": source.balance, "alerts": alerts}
@@ -311,7 +352,7 @@ def allocate(ctx: ExecContext) -> None:
 
 
 PAY_OPTIONAL = {"payee_uscc", "payee_hash", "payee_name", "payee_id_masked", "account_hash",
-                "sealed", "contract_digest", "invoice_digest", "memo"}
+                "sealed", "contract_digest", "invoice_digest", "memo", "voucher"}
 
 
 def _payee(ctx: ExecContext) -> tuple[dict[str, Value], str, str | None, str]:
@@ -375,6 +416,7 @@ def pay(ctx: ExecContext) -> None:
     check_fields(payload, {"from", "amount", "purpose", "function_code", "value_date"},
                  PAY_OPTIONAL)
     account = _officer(ctx)
+    booked = _claim_voucher(ctx, account)
     amount = amount_field(payload)
     purpose = text_field(payload, "purpose")
     function_code = function_code_field(payload)
@@ -400,7 +442,7 @@ def pay(ctx: ExecContext) -> None:
     public = _flow(ctx, seq, account, amount, fund.tag, None, payee=payee, payee_key=payee_key,
                    purpose=purpose, function_code=function_code, value_date=value_date,
                    region=fund.region, root=fund.root, contract_digest=contract,
-                   invoice_digest=invoice, alerts=alerts)
+                   invoice_digest=invoice, alerts=alerts, **booked)
     _index(ctx, {**public, "sealed": sealed}, fund.tag, None, public=public)
     ctx.index.put(payee_prefix(payee_key) + seq_bytes(seq), ctx.tx_id)
     _add_total(ctx, IX_TOTAL_FN + function_code.encode(), amount)
@@ -415,8 +457,9 @@ def pay(ctx: ExecContext) -> None:
 
 def return_funds(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
-    check_fields(payload, {"from", "amount"}, {"memo"})
+    check_fields(payload, {"from", "amount"}, {"memo", "voucher"})
     account = _officer(ctx)
+    booked = _claim_voucher(ctx, account)
     amount = amount_field(payload)
     text_field(payload, "memo", required=False)
     child = _movable(ctx, account)
@@ -436,7 +479,7 @@ def return_funds(ctx: ExecContext) -> None:
     _save(ctx, child, parent)
     seq = _next_seq(ctx)
     flow = _flow(ctx, seq, account, amount, child.tag, parent.tag, to_org=parent.holder,
-                 to_name=parent.holder_name)
+                 to_name=parent.holder_name, **booked)
     _index(ctx, flow, child.tag, parent.tag)
     ctx.data = {"flow_id": ctx.tx_id, "from": child.tag, "to": parent.tag,
                 "balance": child.balance}

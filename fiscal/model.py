@@ -27,6 +27,8 @@ Authenticated state (canonical msgpack; provable against ``state_root``):
 - ``fiscal/child/<parent tag>\\0<USCC>``  tag of that sub-unit's child fund
 - ``fiscal/seq``                         next flow sequence number
 - ``fiscal/pp/<payer USCC>\\0<payee key>`` recent small payments (split rule)
+- ``fiscal/voucher/<org USCC>\\0<voucher>`` flow id of the flow that recorded that
+  accounting voucher (凭证号) of the organisation: a voucher is recorded once
 - ``fiscal/alert…``, ``fiscal/idle…``, ``fiscal/prohibited``  see :mod:`fiscal.rules`
 
 Index (derived lookup tables, written with the block; see
@@ -75,6 +77,17 @@ REGION_RE = re.compile(r"[1-9][0-9]{8}")
 # 政府收支分类科目, functional classification: 类 (3 digits), 款 (5), 项 (7); spending is 2xx.
 FUNCTION_CODE_RE = re.compile(r"2[0-9]{2}(?:[0-9]{2}){0,2}")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# An accounting voucher number (凭证号) as the organisation's books write it: letters,
+# digits and CJK characters, with - _ / . # ( ) inside (记-2026-0012, 付字第0031号). One
+# spelling only — no spaces, no full-width forms (clients fold those) — so a voucher
+# cannot be recorded twice under two spellings. A fixed character set, not a Unicode
+# normalisation, so every node judges it alike whatever its Python's Unicode tables.
+VOUCHER_MAX = 64
+VOUCHER_RE = re.compile(r"[0-9A-Za-z\u4e00-\u9fff](?:[0-9A-Za-z\u4e00-\u9fff_/.#()-]{0,62}"
+                        r"[0-9A-Za-z\u4e00-\u9fff)])?")
+VOUCHER_RULE = (f"an accounting voucher number of at most {VOUCHER_MAX} characters: letters, "
+                "digits and Chinese characters, with - _ / . # ( ) between them "
+                "(e.g. 记-2026-0012)")
 
 CST_OFFSET_MS = 8 * 3600 * 1000
 DAY_MS = 86_400_000
@@ -84,6 +97,7 @@ FUND_PREFIX = b"fiscal/fund/"
 CHILD_PREFIX = b"fiscal/child/"
 SEQ_KEY = b"fiscal/seq"
 PAIR_PREFIX = b"fiscal/pp/"
+VOUCHER_PREFIX = b"fiscal/voucher/"
 IX_FLOW = b"fiscal/x/flow/"
 IX_OUT = b"fiscal/x/out/"
 IX_IN = b"fiscal/x/in/"
@@ -110,6 +124,10 @@ def child_key(parent: str, uscc: str) -> bytes:
 
 def pair_key(payer: str, payee: str) -> bytes:
     return PAIR_PREFIX + payer.encode() + b"\0" + payee.encode()
+
+
+def voucher_key(org: str, voucher: str) -> bytes:
+    return VOUCHER_PREFIX + org.encode() + b"\0" + voucher.encode()
 
 
 def out_prefix(tag: str) -> bytes:
@@ -277,6 +295,16 @@ def text_field(payload: dict[str, Value], name: str, max_len: int = TEXT_MAX,
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise TxRejected(f"payload.{name} must not contain control characters")
     return value.strip()
+
+
+def voucher_field(payload: dict[str, Value]) -> str | None:
+    """The optional ``voucher`` (凭证号), checked against :data:`VOUCHER_RE`; None if absent."""
+    if "voucher" not in payload:
+        return None
+    value = payload["voucher"]
+    if not isinstance(value, str) or not VOUCHER_RE.fullmatch(value):
+        raise TxRejected(f"payload.voucher must be {VOUCHER_RULE}")
+    return value
 
 
 def date_field(payload: dict[str, Value], name: str) -> str:

@@ -40,6 +40,7 @@ from fiscal.model import (
     tag_field,
     text_field,
     uscc_field,
+    voucher_field,
 )
 from ledger.codec import Value
 from ledger.errors import TxRejected
@@ -51,13 +52,15 @@ _DATE_RE: Final = re.compile(r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})")
 # What each flow's handler accepts (required, optional), as in fiscal.handlers.
 FIELDS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     APPROPRIATE_TX: (frozenset({"tag", "amount", "year", "doc_no", "function_code", "project",
-                                "project_end"}), frozenset({"direct", "region", "memo"})),
-    ALLOCATE_TX: (frozenset({"from", "to_org", "region", "amount"}), frozenset({"memo"})),
+                                "project_end"}),
+                     frozenset({"direct", "region", "memo", "voucher"})),
+    ALLOCATE_TX: (frozenset({"from", "to_org", "region", "amount"}),
+                  frozenset({"memo", "voucher"})),
     PAY_TX: (frozenset({"from", "amount", "purpose", "function_code", "value_date"}),
              frozenset({"payee_uscc", "payee_hash", "payee_name", "payee_id_masked",
                         "account_hash", "sealed", "contract_digest", "invoice_digest",
-                        "memo"})),
-    RETURN_TX: (frozenset({"from", "amount"}), frozenset({"memo"})),
+                        "memo", "voucher"})),
+    RETURN_TX: (frozenset({"from", "amount"}), frozenset({"memo", "voucher"})),
 }
 
 
@@ -101,6 +104,15 @@ def parse_date(text: str) -> str:
         raise ValueError(f"date {raw!r} is not a calendar date") from None
 
 
+def normalise_voucher(text: str) -> str:
+    """A voucher number as typed, in the one spelling the ledger accepts: surrounding
+    spaces dropped, full-width letters, digits and signs (Ａ１－) folded to ASCII. The
+    ledger compares vouchers exactly; this keeps 记－0012 and 记-0012 one voucher."""
+    folded = "".join(chr(ord(c) - 0xFEE0) if "\uff01" <= c <= "\uff5e" else c
+                     for c in text.replace("\u3000", " "))
+    return folded.strip()
+
+
 def parse_digest(text: str) -> bytes:
     """A document digest in hex, 16 to 64 bytes."""
     try:
@@ -115,34 +127,36 @@ def parse_digest(text: str) -> bytes:
 # -- payloads -------------------------------------------------------------------------------
 
 
-def _with_memo(payload: dict[str, Value], memo: str) -> dict[str, Value]:
+def _with_memo(payload: dict[str, Value], memo: str, voucher: str = "") -> dict[str, Value]:
     if memo:
         payload["memo"] = memo
+    if voucher:
+        payload["voucher"] = normalise_voucher(voucher)
     return payload
 
 
 def appropriation(*, tag: str, amount: int, year: int, doc_no: str, function_code: str,
                   project: str, project_end: str, direct: bool, region: str | None = None,
-                  memo: str = "") -> dict[str, Value]:
+                  memo: str = "", voucher: str = "") -> dict[str, Value]:
     payload: dict[str, Value] = {
         "tag": tag, "amount": amount, "year": year, "doc_no": doc_no,
         "function_code": function_code, "project": project, "project_end": project_end,
         "direct": direct}
     if region:
         payload["region"] = normalise_region(region)
-    return _with_memo(payload, memo)
+    return _with_memo(payload, memo, voucher)
 
 
-def allocation(*, source: str, to_org: str, region: str, amount: int, memo: str = ""
-               ) -> dict[str, Value]:
+def allocation(*, source: str, to_org: str, region: str, amount: int, memo: str = "",
+               voucher: str = "") -> dict[str, Value]:
     return _with_memo({"from": source, "to_org": to_org.strip().upper(),
-                       "region": normalise_region(region), "amount": amount}, memo)
+                       "region": normalise_region(region), "amount": amount}, memo, voucher)
 
 
 def payment(*, source: str, amount: int, purpose: str, function_code: str, value_date: str,
             payee_uscc: str | None = None, payee_name: str | None = None,
             contract_digest: bytes | None = None, invoice_digest: bytes | None = None,
-            memo: str = "") -> dict[str, Value]:
+            memo: str = "", voucher: str = "") -> dict[str, Value]:
     """A payment; to an organisation with ``payee_uscc``. A payment to a person adds the
     fields of :func:`fiscal.payee.person_payee` (HMACs, masked name, sealed boxes)."""
     payload: dict[str, Value] = {"from": source, "amount": amount, "purpose": purpose,
@@ -155,11 +169,12 @@ def payment(*, source: str, amount: int, purpose: str, function_code: str, value
         payload["contract_digest"] = contract_digest
     if invoice_digest:
         payload["invoice_digest"] = invoice_digest
-    return _with_memo(payload, memo)
+    return _with_memo(payload, memo, voucher)
 
 
-def return_flow(*, source: str, amount: int, memo: str = "") -> dict[str, Value]:
-    return _with_memo({"from": source, "amount": amount}, memo)
+def return_flow(*, source: str, amount: int, memo: str = "", voucher: str = ""
+                ) -> dict[str, Value]:
+    return _with_memo({"from": source, "amount": amount}, memo, voucher)
 
 
 # -- stateless checks -----------------------------------------------------------------------
@@ -175,6 +190,7 @@ def payload_problem(tx_type: str, payload: dict[str, Value]) -> str | None:
         check_fields(payload, set(required), set(optional))
         amount_field(payload)
         text_field(payload, "memo", required=False)
+        voucher_field(payload)
         if tx_type == APPROPRIATE_TX:
             tag_field(payload, "tag", root=True)
             year = payload["year"]

@@ -16,7 +16,9 @@ of its answer, not of the ledger:
   ``<tag>.1 … <tag>.<children>``, no scan);
 - *payments to a payee* scan one ``payee/<key>`` prefix; *totals* scan the
   running totals under a function-code or region prefix (one row per code);
-- *alerts* scan the newest-first alert keys of the state.
+- *alerts* scan the newest-first alert keys of the state;
+- *a voucher* is one state read (``fiscal/voucher/<org>\\0<voucher>``) and one
+  index read (the flow it names).
 
 Each answer is bounded (``limit``) and says ``truncated`` when it hit the
 bound. Answers are plain values (bytes stay bytes; the API renders hex).
@@ -46,6 +48,7 @@ from fiscal.model import (
     in_prefix,
     out_prefix,
     payee_prefix,
+    voucher_key,
     yuan,
 )
 from ledger.codec import Value, decode_value
@@ -85,6 +88,22 @@ def flow(reader: Reader, flow_id: bytes) -> dict[str, Value] | None:
     """The full flow record (sealed boxes included), or None."""
     raw = reader.get_index(IX_FLOW + flow_id)
     return None if raw is None else _map(raw, f"flow {flow_id.hex()}")
+
+
+def voucher(reader: Reader, org: str, number: str) -> dict[str, Value] | None:
+    """Which flow recorded ``number``, a voucher of organisation ``org``, or None: the
+    flow's id, kind, amount, funds and height — what a bulk import run again needs to
+    report the row as recorded already, and no more than the flow's public payload."""
+    flow_id = reader.get_state(voucher_key(org, number))
+    if flow_id is None:
+        return None
+    record = flow(reader, flow_id)
+    if record is None:
+        raise CorruptionError(f"voucher {number} of {org} names flow {flow_id.hex()}, "
+                              "which the index lacks")
+    return {"org": org, "voucher": number, "flow_id": flow_id, "kind": record["kind"],
+            "amount": record["amount"], "from": record["from"], "to": record["to"],
+            "height": record["height"], "time": record["time"]}
 
 
 def fund(reader: Reader, tag: str) -> Fund | None:

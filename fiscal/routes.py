@@ -6,7 +6,9 @@ Public (budget transparency; no personal data in clear exists to leak):
 - ``GET /v1/funds/{tag}`` — one fund with its sums and balance;
 - ``GET /v1/funds/{tag}/balance`` (``?format=json|dot``) — balance sheet of its subtree;
 - ``GET /v1/fiscal/totals?by=function|region&prefix=…`` — payments summed by code;
-- ``GET /v1/fiscal/seal-keys`` — auditor public keys to seal payee data to.
+- ``GET /v1/fiscal/seal-keys`` — auditor public keys to seal payee data to;
+- ``GET /v1/fiscal/vouchers?org=USCC&voucher=NO`` — the flow that recorded an
+  organisation's accounting voucher (404: none has).
 
 Signed reads (:mod:`ledger.reads`; each is committed to the ledger as an
 ``access.read``, which is the access log):
@@ -31,7 +33,14 @@ from typing import Any
 from aiohttp import web
 
 from fiscal import queries, rules
-from fiscal.model import TAG_RE, fund_view, payee_key_for_hash, payee_key_for_uscc
+from fiscal.model import (
+    TAG_RE,
+    VOUCHER_RE,
+    VOUCHER_RULE,
+    fund_view,
+    payee_key_for_hash,
+    payee_key_for_uscc,
+)
 from ledger import acl
 from ledger.admission import Rejection
 from ledger.api import NODE_KEY, error, op, reply
@@ -114,6 +123,22 @@ async def get_totals(request: web.Request) -> web.Response:
     if not (prefix.isdigit() or prefix == "") or len(prefix) > 9:
         raise InputError("prefix must be up to 9 digits")
     return reply(request, queries.totals(node.chain.store, by, prefix))
+
+
+async def get_voucher(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    org, number = request.query.get("org", ""), request.query.get("voucher", "")
+    try:
+        org = validate_uscc(org)
+    except IdentifierError as exc:
+        raise InputError(f"org must be the USCC of the organisation that booked the "
+                         f"voucher: {exc}") from None
+    if not VOUCHER_RE.fullmatch(number):
+        raise InputError(f"voucher must be {VOUCHER_RULE}")
+    found = queries.voucher(node.chain.store, org, number)
+    if found is None:
+        return error(404, "not_found", f"{org} has recorded no flow under voucher {number}")
+    return reply(request, found)
 
 
 async def get_seal_keys(request: web.Request) -> web.Response:
@@ -238,6 +263,10 @@ OPENAPI: dict[str, Any] = {
                                     statuses=(200, 400))},
     "/v1/fiscal/seal-keys": {"get": op("Auditor keys that payee data is sealed to",
                                        statuses=(200,))},
+    "/v1/fiscal/vouchers": {"get": op("The flow that recorded an organisation's accounting "
+                                      "voucher (凭证号)", [("org", "query"),
+                                                          ("voucher", "query")],
+                                      statuses=(200, 400, 404))},
     "/v1/alerts": {"get": op(
         "Red-flag alerts, newest first (signed read: auditor; finance sees its own)",
         [("rule", "query"), ("limit", "query"), ("before", "query"),
@@ -254,4 +283,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/payees/{payee}/payments", get_payee_payments)
     app.router.add_get("/v1/fiscal/totals", get_totals)
     app.router.add_get("/v1/fiscal/seal-keys", get_seal_keys)
+    app.router.add_get("/v1/fiscal/vouchers", get_voucher)
     app.router.add_get("/v1/alerts", get_alerts)

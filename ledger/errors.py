@@ -42,7 +42,13 @@ class ProofError(InputError):
 
 
 class TxRejected(InputError):
-    """A transaction fails a rule; ``str(exc)`` is the reason recorded in its result."""
+    """A transaction fails a rule; ``str(exc)`` is the reason recorded in its result.
+
+    ``code`` is the result's code: ``rejected``, or a more specific one a subclass names
+    when clients act on it (e.g. ``voucher_recorded``: the flow is on the ledger already).
+    """
+
+    code: str = "rejected"
 
 
 class CorruptionError(GovledgerError):

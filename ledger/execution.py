@@ -279,7 +279,7 @@ def _execute_one(
     try:
         handler(ctx)
     except TxRejected as exc:
-        return _failed(tx_id, "rejected", str(exc))
+        return _failed(tx_id, exc.code, str(exc))
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:  # a handler bug must not halt the whole consortium

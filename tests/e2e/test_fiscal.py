@@ -116,12 +116,21 @@ def test_fiscal_oversight_end_to_end(net: LocalNet, capsys: pytest.CaptureFixtur
         for slug in ("slkj", "mjjs"):
             issue_licence(net, cli, slug)
     paid: dict[str, str] = {}
-    for payee, amount in ((slkj, "20000000"), (mjjs, "15000000")):
+    for payee, amount, voucher in ((slkj, "20000000", "付-2026-0001"),
+                                   (mjjs, "15000000", "付-2026-0002")):
         code, out = cli("fund", "pay", "--from", gulou_tag, "--payee-uscc", payee, "--amount",
                         amount, "--purpose", "困难群众救助服务采购", "--function-code", "2080299",
-                        "--value-date", value_date, "--key", gulou)
+                        "--value-date", value_date, "--voucher", voucher, "--key", gulou)
         assert code == 0 and len(out["payment_id"]) == 64, out
         paid[payee] = out["payment_id"]
+    # The same voucher again (an officer retrying): refused, naming the first payment —
+    # written with full-width characters, it is still the same voucher.
+    code, out = cli("fund", "pay", "--from", gulou_tag, "--payee-uscc", slkj, "--amount",
+                    "20000000", "--purpose", "困难群众救助服务采购", "--function-code", "2080299",
+                    "--value-date", value_date, "--voucher", "付－２０２６－０００１",
+                    "--key", gulou)
+    assert code == 1 and paid[slkj] in json.dumps(out, ensure_ascii=False), out
+    assert "付-2026-0001" in json.dumps(out, ensure_ascii=False), out
     code, out = cli("fund", "pay", "--from", gulou_tag, "--payee-id", CITIZEN, "--payee-name",
                     CITIZEN_NAME, "--payee-account", CITIZEN_ACCOUNT, "--amount", "500000",
                     "--purpose", MARKER, "--function-code", "2080299", "--value-date",
@@ -225,11 +234,15 @@ def _http_surface(net: LocalNet, tag: str) -> None:
         assert resp.headers["Content-Type"].startswith("text/vnd.graphviz")
         assert resp.read().decode().startswith('digraph "balance sheet"')
     paths = request(f"{net.url(2)}/v1/openapi.json")["paths"]
-    assert {"/v1/funds/{tag}/trail", "/v1/alerts", "/v1/fiscal/totals"} <= set(paths)
+    assert {"/v1/funds/{tag}/trail", "/v1/alerts", "/v1/fiscal/totals",
+            "/v1/fiscal/vouchers"} <= set(paths)
+    vouchers = f"/v1/fiscal/vouchers?org={GULOU.uscc}&voucher="
     for path, status in (("/v1/funds/bad%20tag", 400), (f"/v1/funds/{tag}/balance?format=x", 400),
                          ("/v1/funds/NOPE", 404), ("/v1/fiscal/totals?by=year", 400),
                          (f"/v1/funds/{tag}/trail", 401), ("/v1/payees/123/payments", 400),
-                         ("/v1/alerts?rule=nope", 400)):
+                         ("/v1/alerts?rule=nope", 400), ("/v1/fiscal/vouchers", 400),
+                         (vouchers + "%E8%AE%B0%201", 400), (vouchers + "NONE-1", 404),
+                         ("/v1/fiscal/vouchers?org=123&voucher=A1", 400)):
         with pytest.raises(NodeError) as exc:
             request(net.url(0) + path)
         assert exc.value.status == status, (path, exc.value)

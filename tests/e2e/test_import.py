@@ -52,7 +52,9 @@ def key(net: LocalNet, slug: str) -> str:
 def test_import_samples_then_bad_rows(net: LocalNet, tmp_path: Path) -> None:
     """Goal: examples/data/certs.csv and flows.csv import cleanly (exit 0, every row
     committed, no red-flag alert — the payees' licences come from certs.csv), with
-    documents written and balances exact; the files with bad rows exit 1 and report each
+    documents written and balances exact; importing flows.csv again — after a run cut
+    short, and after a complete one — records each flow once (the rows' vouchers); the
+    files with bad rows exit 1 and report each
     bad row by line number and reason, whether it failed validation here, was refused by
     the node, or failed on the ledger. Method: run the CLI as a subprocess against a fresh
     4-node network, then read the ledger over HTTP."""
@@ -66,16 +68,33 @@ def test_import_samples_then_bad_rows(net: LocalNet, tmp_path: Path) -> None:
     record = request(f"{net.url(1)}/v1/certs/{cert_ids[0]}")
     assert record["status"] == "VALID" and record["holder"] == "91350100MA2Y00044Y"
 
+    # An import cut short after its first four rows, then the whole file, then the whole
+    # file again: the rows' vouchers make the re-runs record each flow once.
+    lines = (DATA / "flows.csv").read_text(encoding="utf-8").splitlines()
+    partial = tmp_path / "flows_first_rows.csv"
+    partial.write_text("\n".join(lines[:5]) + "\n", encoding="utf-8")
+    code, out = as_json(net, "import", "flows", str(partial), "--key", key(net, "czj"))
+    assert code == 0 and (out["committed"], out["recorded"]) == (4, 0), out
+    child = next(r for r in out["committed_rows"] if r["kind"] == "ALLOCATION")["child_tag"]
+    assert child == "FZ2026-IMP-0002.1"
+    first = {r["line"]: r["flow_id"] for r in out["committed_rows"]}
     code, out = as_json(net, "import", "flows", str(DATA / "flows.csv"), "--key",
                         key(net, "czj"))
     assert code == 0, out
-    assert (out["rows"], out["submitted"], out["committed"], out["rejected"]) == (7, 7, 7, 0)
+    assert (out["rows"], out["submitted"], out["committed"], out["rejected"]) == (7, 3, 3, 0)
+    assert {r["line"]: r["flow_id"] for r in out["recorded_rows"]} == first
     assert out["alerts"] == 0, out["committed_rows"]
+    code, text = govledger(net, "import", "flows", str(DATA / "flows.csv"), "--key",
+                           key(net, "czj"))
+    assert code == 0, text
+    assert "7 rows — 0 submitted, 0 committed, 0 rejected, 7 already recorded" in text
+    assert f"line 2: voucher 记-2026-0101 — flow {first[2]} at height" in text
     fund = request(f"{net.url(2)}/v1/funds/FZ2026-IMP-0001")
     assert fund["paid"] == 186_000_000 + 92_500_050 + 300_000
     assert fund["balance"] == 500_000_000 - fund["paid"]
-    child = next(r for r in out["committed_rows"] if r["kind"] == "ALLOCATION")["child_tag"]
-    assert child == "FZ2026-IMP-0002.1"
+    found = request(f"{net.url(3)}/v1/fiscal/vouchers?org={fund['holder']}&voucher="
+                    "%E8%AE%B0-2026-0104")  # 记-2026-0104: the first payment
+    assert found["kind"] == "PAYMENT" and found["amount"] == 186_000_000
 
     code, out = as_json(net, "import", "certs", str(DATA / "certs_with_errors.csv"), "--key",
                         key(net, "scjgj"), "--out-dir", str(docs))

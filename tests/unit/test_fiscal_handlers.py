@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from fiscal import handlers, model
+from fiscal import handlers, model, queries
 from fiscal.model import ALLOCATE_TX, APPROPRIATE_TX, PAY_TX, RETURN_TX, get_fund
 from ledger.codec import decode_value
 from tests.fiscal_harness import (
     CITY,
     DISTRICT_A,
+    DISTRICT_B,
     ENTERPRISE_1,
     FiscalChain,
     appropriation,
@@ -196,3 +197,56 @@ def test_flows_are_indexed_for_the_trail(fc: FiscalChain) -> None:
     district = get_fund(fc.chain.state_get, tags["district_a"])
     assert district is not None
     assert [f.holder for f in model.ancestors(fc.chain.state_get, district)][1] == CITY
+
+
+def test_a_voucher_books_one_flow_per_organisation(fc: FiscalChain) -> None:
+    """Goal: the same accounting voucher cannot move money twice — the repeat is refused as
+    recorded (naming the first flow), before the balance is looked at, by admission too,
+    and writes nothing — while another organisation may use the same number, and the
+    voucher is part of the flow record and of the lookup. Method: pay with a voucher, then
+    repeat the payment, once with the whole balance left and once above it."""
+    tags = tree(fc)
+    first = fc.ok("district_a", PAY_TX, payment(tags["district_a"], 1_000_000,
+                                                voucher="记-2026-0012"))
+    flow_id = first["flow_id"]
+    assert isinstance(flow_id, bytes)
+    before = snapshot(fc)
+    for amount in (1_000_000, 30_000_000):  # enough balance left, and more than it
+        tx = fc.tx("district_a", PAY_TX, payment(tags["district_a"], amount,
+                                                  voucher="记-2026-0012"))
+        expected = (f"voucher 记-2026-0012 of {DISTRICT_A} is already recorded, by flow "
+                    f"{flow_id.hex()}")
+        assert handlers.precheck(fc.chain.state_get, tx) == expected
+        (result,) = fc.block([tx])
+        assert not result.ok and result.code == "voucher_recorded"
+        assert result.reason == expected
+    assert snapshot(fc) == before
+    # Another organisation's books have their own numbering; any kind of flow takes one.
+    other = fc.ok("district_b", RETURN_TX, {"from": tags["district_b"], "amount": 100,
+                                            "voucher": "记-2026-0012"})
+    found = queries.voucher(fc.store, DISTRICT_A, "记-2026-0012")
+    assert found is not None and found["flow_id"] == flow_id
+    assert (found["kind"], found["amount"], found["from"]) == (
+        "PAYMENT", 1_000_000, tags["district_a"])
+    theirs = queries.voucher(fc.store, DISTRICT_B, "记-2026-0012")
+    assert theirs is not None and theirs["flow_id"] == other["flow_id"]
+    assert queries.voucher(fc.store, CITY, "记-2026-0012") is None
+    record = queries.flow(fc.store, flow_id)
+    assert record is not None and record["voucher"] == "记-2026-0012"
+    # A flow without a voucher is unaffected and records none.
+    plain = fc.ok("district_a", PAY_TX, payment(tags["district_a"], 100))
+    plain_id = plain["flow_id"]
+    assert isinstance(plain_id, bytes)
+    assert "voucher" not in (queries.flow(fc.store, plain_id) or {})
+
+
+@pytest.mark.parametrize("voucher", ["", " 记-1", "记-1 ", "-1", "记-", "记 1", "记－1",
+                                     "x" * 65, 12, "记\n1"])
+def test_a_voucher_has_one_spelling(fc: FiscalChain, voucher: object) -> None:
+    """Goal: a voucher that could be written another way (spaces, full-width forms), or is
+    not text, is refused with the rule, so no number is recorded twice under two spellings.
+    Method: an appropriation carrying each malformed voucher."""
+    result = fc.do("province", APPROPRIATE_TX,
+                   appropriation(voucher=voucher))  # type: ignore[arg-type]
+    assert not result.ok and result.code == "rejected"
+    assert result.reason.startswith("payload.voucher must be an accounting voucher number")

@@ -34,6 +34,7 @@ from ledger.network import BUSINESS_LICENCE, SAMPLE_ORGS
 from ledger.privacy import CONSORTIUM_KEY_FILE, new_consortium_key, save_consortium_key
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
+ORG = make_uscc("1", "1", "350100", "MB2F0024")  # the importing finance officer's
 TODAY = "2026-11-27"
 LICENCE = BUSINESS_LICENCE.code
 GOOD_USCC = make_uscc("9", "1", "350100", "MA2Y0004")
@@ -432,6 +433,7 @@ class FakeLedger:
         self.early: list[int] = []  # payments submitted before their fund existed
         self.busy = busy
         self.n = 0
+        self.vouchers: dict[str, dict[str, Any]] = {}  # the officer's organisation's
 
     def make(self, tx_type: str, payload: dict[str, Any], valid_ms: int) -> FakeTx:
         self.n += 1
@@ -456,13 +458,30 @@ class FakeLedger:
             self.mempool = []
         return {"height": self.start + len(self.blocks)}
 
-    def get(self, path: str) -> dict[str, Any]:
+    def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        if path == "/v1/fiscal/vouchers":
+            assert query is not None and query["org"] == ORG
+            if query["voucher"] not in self.vouchers:
+                raise NodeError(404, "not_found", "no flow under that voucher")
+            return self.vouchers[query["voucher"]]
         height = int(path.removeprefix("/v1/blocks/"))
         self.fetched.append(height)
         block = self.blocks[height - self.start - 1]
         return {"txs": [{"tx_id": t} for t, _ in block], "results": [r for _, r in block]}
 
     def _execute(self, tx: FakeTx) -> dict[str, Any]:
+        voucher = tx.payload.get("voucher")
+        if voucher in self.vouchers:
+            return {"ok": False, "code": "voucher_recorded",
+                    "reason": f"voucher {voucher} of {ORG} is already recorded"}
+        result = self._move(tx)
+        if result["ok"] and voucher is not None:
+            self.vouchers[voucher] = {"voucher": voucher, "flow_id": tx.tx_id(None).hex(),
+                                      "kind": tx.tx_type, "amount": tx.payload["amount"],
+                                      "height": self.start + len(self.blocks) + 1}
+        return result
+
+    def _move(self, tx: FakeTx) -> dict[str, Any]:
         p = tx.payload
         if tx.tx_type == APPROPRIATE_TX:
             self.funds[p["tag"]] = p["amount"]
@@ -478,8 +497,8 @@ class FakeLedger:
 def _flow_jobs(text: str) -> list[Job]:
     rows, bad = parse_flow_rows(parse_table(text), TODAY)
     assert bad == []
-    return [Job(r.line, r.what, r.tx_type, r.payload, source=r.source, fills=r.fills)
-            for r in rows]
+    return [Job(r.line, r.what, r.tx_type, r.payload, source=r.source, fills=r.fills,
+                voucher=r.voucher) for r in rows]
 
 
 def _pay(tag: str, yuan: str) -> str:
@@ -523,3 +542,38 @@ def test_pipeline_backs_off_when_rate_limited() -> None:
     Pipeline(ledger, report, 4, lambda: None).run(  # type: ignore[arg-type]
         _flow_jobs("\n".join([FLOW_HEADER, _appropriate("T2", "5"), _pay("T2", "5")])))
     assert (len(report.committed), report.rejected, ledger.busy) == (2, [], 0)
+
+
+def test_pipeline_reports_a_voucher_recorded_meanwhile_as_recorded() -> None:
+    """Goal: a row whose voucher another run recorded after this one looked (the ledger
+    refuses it with code voucher_recorded) is reported as already recorded, with the flow
+    that holds the voucher — not as a failure — while a row the ledger refuses for another
+    reason is still rejected. Method: the fake node holds voucher 记-1 already; the
+    pipeline sends a payment under it, one under 记-2, and one too large for the fund."""
+    ledger = FakeLedger()
+    ledger.funds["T3"] = 1000
+    ledger.vouchers["记-1"] = {"voucher": "记-1", "flow_id": "ab" * 32, "kind": PAY_TX,
+                               "amount": 500, "height": 7}
+    jobs = _flow_jobs("\n".join([FLOW_HEADER + ",voucher", _pay("T3", "5") + ",记-1",
+                                 _pay("T3", "6") + ",记-2", _pay("T3", "20") + ",记-3"]))
+    assert [j.voucher for j in jobs] == ["记-1", "记-2", "记-3"]
+    report = Report("flows", "f.csv", False, 3)
+    Pipeline(ledger, report, 4, lambda: None, ORG).run(jobs)  # type: ignore[arg-type]
+    assert report.recorded == [{"line": 2, "voucher": "记-1", "flow_id": "ab" * 32,
+                                "kind": PAY_TX, "amount": 500, "height": 7}]
+    assert [e["line"] for e in report.committed] == [3]
+    assert [(r.line, r.stage) for r in report.rejected] == [(4, "ledger")]
+    assert not report.ok and "记-3" not in ledger.vouchers  # a rejected flow books nothing
+
+
+def test_vouchers_are_folded_and_unique_in_the_file() -> None:
+    """Goal: a voucher typed with full-width characters or spaces reaches the ledger in its
+    one spelling, a voucher used twice in the file is refused on its second line (a voucher
+    books one flow), and a malformed one is refused with the ledger's rule. Method: three
+    payments with vouchers ＡＢ－１, AB-1 (the same after folding) and 记 1."""
+    header = FLOW_HEADER + ",voucher"
+    good, bad = flows("\n".join([header, _pay("T1", "1") + ",　ＡＢ－１ ",
+                                 _pay("T1", "1") + ",AB-1", _pay("T1", "1") + ",记 1"]))
+    assert [r.payload["voucher"] for r in good] == ["AB-1"]
+    assert bad[3] == "voucher AB-1 is on line 2 already; a voucher books one flow"
+    assert bad[4].startswith("payload.voucher must be an accounting voucher number")
