@@ -32,7 +32,6 @@ import asyncio
 import importlib
 import importlib.util
 import logging
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -41,7 +40,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +58,7 @@ from consensus.messages import (
 from consensus.replica import Replica, ReplicaConfig
 from consensus.transport import PeerTransport
 from ledger import acl, api, api_gov, evidence, governance, reads
-from ledger.admission import Admission, Limits, Rejection, verify_batch, verify_worker_init
+from ledger.admission import Admission, Limits, Rejection, verify_batch
 from ledger.block import certificate_signatures
 from ledger.chain import Chain, scheduled_validators
 from ledger.codec import decode_value
@@ -70,6 +68,7 @@ from ledger.execution import Registry
 from ledger.genesis import Genesis, load_genesis
 from ledger.network import NodeConfig, init_network, join_network, load_node_config
 from ledger.privacy import load_consortium_key
+from ledger.sigworker import SigWorker
 from ledger.store import LevelDBStore
 from ledger.tx import TX_PURPOSE, Transaction
 
@@ -108,25 +107,32 @@ def build_registry() -> Registry:
 
 
 class BatchVerifier:
-    """Signature checks in small batches, in a worker process when there is one. A check
-    that cannot be made there (pool shut down, worker died) resolves False; for gossip
-    and fetched blocks that only means the replica checks the signature itself."""
+    """Signature checks in small batches, in worker processes when there are any (round
+    robin). A check that cannot be made there (the worker died) resolves None: the caller
+    checks that signature itself. A dead worker is replaced, at most once per
+    ``RESPAWN_S``."""
 
-    def __init__(self, suite_name: str, pool: Executor | None, batch_max: int = 256,
+    RESPAWN_S = 5.0
+
+    def __init__(self, suite_name: str, workers: int = 0, batch_max: int = 256,
                  linger_s: float = 0.002) -> None:
-        self.suite_name, self.pool = suite_name, pool
+        self.suite_name = suite_name
         self.batch_max, self.linger_s = batch_max, linger_s
+        self.workers = [SigWorker(suite_name) for _ in range(workers)]
+        self._next = 0
+        self._respawned_at = 0.0
+        self._closed = False
         self._items: list[tuple[bytes, str, bytes, bytes]] = []
-        self._futures: list[asyncio.Future[bool]] = []
+        self._futures: list[asyncio.Future[bool | None]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def verify(self, tx: Transaction) -> asyncio.Future[bool]:
+    def verify(self, tx: Transaction) -> asyncio.Future[bool | None]:
         return self.verify_sig(tx.sender, TX_PURPOSE, tx.body_bytes(), tx.sig)
 
     def verify_sig(self, key: bytes, purpose: str, message: bytes, sig: bytes
-                   ) -> asyncio.Future[bool]:
+                   ) -> asyncio.Future[bool | None]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
+        fut: asyncio.Future[bool | None] = loop.create_future()
         self._items.append((key, purpose, message, sig))
         self._futures.append(fut)
         if len(self._items) >= self.batch_max:
@@ -134,6 +140,18 @@ class BatchVerifier:
         elif self._timer is None:
             self._timer = loop.call_later(self.linger_s, self._flush)
         return fut
+
+    def _worker(self) -> SigWorker | None:
+        if not self.workers:
+            return None
+        self._next = (self._next + 1) % len(self.workers)
+        worker = self.workers[self._next]
+        now = time.monotonic()
+        if worker.dead and not self._closed and now - self._respawned_at >= self.RESPAWN_S:
+            self._respawned_at = now
+            log.warning("starting a new signature worker in place of pid %s", worker.pid)
+            worker = self.workers[self._next] = SigWorker(self.suite_name)
+        return worker
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -143,31 +161,24 @@ class BatchVerifier:
         self._items, self._futures = [], []
         if not items:
             return
-        loop = asyncio.get_running_loop()
-        if self.pool is None:
+        worker = self._worker()
+        if worker is None:
             self._resolve(futures, verify_batch(self.suite_name, items))
             return
-        try:
-            task = loop.run_in_executor(self.pool, verify_batch, self.suite_name, items)
-        except RuntimeError:  # the pool was shut down: unchecked (the replica checks itself)
-            self._resolve(futures, None)
-            return
+        worker.check(items).add_done_callback(lambda t: self._resolve(futures, t.result()))
 
-        def done(t: asyncio.Future[list[bool]]) -> None:
-            ok = not t.cancelled() and t.exception() is None
-            self._resolve(futures, t.result() if ok else None)
-
-        task.add_done_callback(done)
-
-    def close(self) -> None:
-        """Send what is waiting for company now (before the pool is shut down)."""
+    async def close(self) -> None:
+        """Send what is waiting for company now, then stop the workers once they answered."""
         self._flush()
+        self._closed = True
+        await asyncio.gather(*(w.close() for w in self.workers))
 
     @staticmethod
-    def _resolve(futures: list[asyncio.Future[bool]], results: list[bool] | None) -> None:
+    def _resolve(futures: list[asyncio.Future[bool | None]], results: list[bool] | None
+                 ) -> None:
         for i, fut in enumerate(futures):
             if not fut.done():
-                fut.set_result(bool(results[i]) if results is not None else False)
+                fut.set_result(results[i] if results is not None else None)
 
 
 class Node:
@@ -198,10 +209,9 @@ class Node:
         self._apply_chain_config()
         self.admission = Admission(self.genesis.chain_id, self.registry, self.limits)
         self.verify_workers = verify_workers
-        self.pool: Executor | None = None
-        self.catchup_pool: ProcessPoolExecutor | None = None  # see _verifiers_for
-        self.catchup_verifier: BatchVerifier | None = None
-        self.verifier = BatchVerifier(self.genesis.suite, None)
+        self.catchup_verifier: BatchVerifier | None = None  # see _verifiers_for
+        self._closing: set[asyncio.Task[None]] = set()  # catch-up verifiers stopping
+        self.verifier = BatchVerifier(self.genesis.suite)  # workers start with the app
         self._dial_peers, self._allowed_peers = self._peer_plan()
         self.transport = PeerTransport(self.suite, self.key, self.genesis.chain_id,
                                        self._dial_peers, self._on_peer_message,
@@ -300,7 +310,7 @@ class Node:
             tx, tx_id, now_ms(), self.chain.state_get,
             executed=lambda i: self.store.get_tx_location(i) is not None,
             pending=lambda i: i in self.replica.mempool or i in self.submitted_at)
-        if not await self.verifier.verify(tx):
+        if not await self._signature_ok(tx):
             raise Rejection(401, "bad_signature",
                             "the signature does not verify for the sender key")
         self.replica.note_verified(tx)  # so proposing or re-executing it does not check again
@@ -333,7 +343,7 @@ class Node:
         tx_id = tx.tx_id(self.suite)
         wanted = reads.ReadRequest(request.method, request.path, list(request.query.items()))
         reads.check_request(tx, wanted, self.genesis.chain_id, now_ms(), self._read_used, tx_id)
-        if not await self.verifier.verify(tx):
+        if not await self._signature_ok(tx):
             raise Rejection(401, "bad_signature", "the signed read's signature does not verify")
         account = reads.check_reader(self.chain.state_get, tx, roles)
         if self._read_used(tx_id):  # the same read raced in while its signature was checked
@@ -341,6 +351,13 @@ class Node:
         self.submitted_at[tx_id] = time.monotonic()
         self._enqueue("submit", tx)
         return account
+
+    async def _signature_ok(self, tx: Transaction) -> bool:
+        """The worker's verdict on ``tx``'s signature; checked here if the worker gave none."""
+        ok = await self.verifier.verify(tx)
+        if ok is None:
+            return self.suite.verify(tx.sender, TX_PURPOSE, tx.body_bytes(), tx.sig)
+        return ok
 
     def _require_validator(self) -> None:
         """Only a validator can get a transaction ordered: the others drop gossip from a
@@ -424,14 +441,11 @@ class Node:
         a second worker for state transfer — four SM2 checks per fetched block are most of
         its work — which it stops once caught up (at the normal load one worker is
         cheaper: fewer, larger batches)."""
-        far = (isinstance(msg, Blocks) and self.pool is not None and
+        far = (isinstance(msg, Blocks) and self.verify_workers > 0 and
                self.replica.catchup_target - self.replica.executed
                > 2 * self.replica.config.fetch_blocks_max)
         if far and self.catchup_verifier is None:
-            self.catchup_pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=verify_worker_init)
-            self.catchup_verifier = BatchVerifier(self.genesis.suite, self.catchup_pool)
+            self.catchup_verifier = BatchVerifier(self.genesis.suite, workers=1)
         if far and self.catchup_verifier is not None:
             return [self.verifier, self.catchup_verifier]
         return [self.verifier]
@@ -503,11 +517,13 @@ class Node:
         self.chain.append_many([(e.pending, e.certificate) for e in effects])
         for effect in effects:
             self._appended(effect)
-        if self.catchup_pool is not None and self.replica.catchup_target <= self.replica.executed:
-            if self.catchup_verifier is not None:
-                self.catchup_verifier.close()
-            self.catchup_pool.shutdown(wait=False)  # caught up: back to one worker
-            self.catchup_pool = self.catchup_verifier = None
+        if (self.catchup_verifier is not None
+                and self.replica.catchup_target <= self.replica.executed):
+            # Caught up: back to one worker (the second stops once it has answered).
+            task = asyncio.get_running_loop().create_task(self.catchup_verifier.close())
+            self._closing.add(task)  # held until done (the loop keeps only weak references)
+            task.add_done_callback(self._closing.discard)
+            self.catchup_verifier = None
         self._refresh_peers()
         if any(b"sys/config" in e.pending.execution.state_changes for e in effects):
             self._apply_chain_config()
@@ -574,14 +590,10 @@ class Node:
         return app
 
     async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
-        if self.verify_workers > 0:
-            self.pool = ProcessPoolExecutor(self.verify_workers,
-                                            mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=verify_worker_init)
-        self.verifier = BatchVerifier(self.genesis.suite, self.pool)
-        if self.pool is not None:  # start the worker now, not on the first transaction
-            await asyncio.get_running_loop().run_in_executor(
-                self.pool, verify_batch, self.genesis.suite, [])
+        self.verifier = BatchVerifier(self.genesis.suite, self.verify_workers)
+        # Started now and waited for (a fresh interpreter imports the crypto suite), so the
+        # first transaction does not wait for it.
+        await asyncio.gather(*(w.check([]) for w in self.verifier.workers))
         self.inbox = asyncio.Queue(maxsize=INBOX_MAX)
         self._task = asyncio.get_running_loop().create_task(self._consensus_loop())
         await self.transport.start()
@@ -610,10 +622,10 @@ class Node:
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         await self.transport.stop()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.catchup_pool is not None:
-            self.catchup_pool.shutdown(wait=True, cancel_futures=True)
+        await self.verifier.close()
+        if self.catchup_verifier is not None:
+            await self.catchup_verifier.close()
+        await asyncio.gather(*self._closing)
         for futures in self.waiters.values():
             for fut in futures:
                 if not fut.done():

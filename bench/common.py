@@ -119,7 +119,7 @@ def child_pids(pid: int) -> list[int]:
 def cpu_snapshot(node_pids: list[int]) -> dict[str, float]:
     """CPU seconds so far of the node processes, their workers, and this process; and, of
     the nodes' share, what their main threads (the event loops) used — the rest is
-    LevelDB's compaction and the worker pool's bookkeeping threads."""
+    LevelDB's compaction threads (before session 7, also the worker pool's bookkeeping)."""
     nodes = sum(cpu_seconds(p) for p in node_pids)
     loops = sum(cpu_seconds(p, p) for p in node_pids)
     workers = sum(cpu_seconds(c) for p in node_pids for c in child_pids(p))

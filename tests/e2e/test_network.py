@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -60,6 +61,36 @@ def test_transactions_commit_on_every_node(net: LocalNet) -> None:
     found = request(f"{net.url(2)}/v1/tx/{reply['tx_id']}")
     assert found["status"] == "committed" and found["result"]["ok"]
     assert len(found["certificate"]["signatures"]) >= 3
+
+
+def test_a_killed_signature_worker_is_replaced(net: LocalNet) -> None:
+    """Goal: when a node's signature-check worker process dies (OOM killer, an operator's
+    kill), the node keeps admitting transactions — checking signatures itself until a new
+    worker is up — rather than refusing them as badly signed, and starts a new worker.
+    Method: SIGKILL node 1's worker, then submit to node 1 with ?wait=commit."""
+    def workers() -> list[int]:
+        found = []
+        for pid in child_pids(net.procs[1].pid):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"spawn_main" in f.read():
+                    found.append(pid)
+        return found
+
+    key = net.org_key()
+    assert net.submit(1, net.anchor_tx(key, "before"))["status"] == "committed"
+    (worker,) = workers()
+    os.kill(worker, signal.SIGKILL)
+    _gone_within([worker], 10.0)
+    for i in range(3):
+        reply = net.submit(1, net.anchor_tx(key, f"after {i}"))
+        assert reply["status"] == "committed", reply
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not [p for p in workers() if p != worker] and time.monotonic() < deadline:
+        net.submit(1, net.anchor_tx(key, "again"))
+        time.sleep(1.0)
+    assert [p for p in workers() if p != worker], "no new signature worker"
+    assert "starting a new signature worker" in net.tail(1, 200)
 
 
 def test_kill_backup_then_primary_and_recover(net: LocalNet) -> None:

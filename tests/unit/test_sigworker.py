@@ -1,0 +1,100 @@
+"""The signature-check worker process and the node's batching in front of it.
+
+Real worker processes (``spawn``) with the SM suite; each test stops what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from ledger.crypto import get_suite
+from ledger.sigworker import SigWorker
+from ledger.tx import TX_PURPOSE
+from node import BatchVerifier
+
+SUITE = get_suite("sm")
+KEY = SUITE.generate_key()
+
+
+def item(message: bytes, good: bool = True) -> tuple[bytes, str, bytes, bytes]:
+    sig = KEY.sign(TX_PURPOSE, message)
+    return KEY.public_key().raw, TX_PURPOSE, message if good else message + b"!", sig
+
+
+def test_batches_are_answered_in_order_with_each_verdict() -> None:
+    """Goal: every signature gets its own verdict, and batches sent back to back are
+    answered in the order sent. Method: two batches mixing good and tampered messages
+    (and an empty one) written before the worker has even started."""
+    async def main() -> None:
+        worker = SigWorker("sm")
+        try:
+            first = worker.check([item(b"a"), item(b"b", good=False), item(b"c")])
+            empty = worker.check([])
+            second = worker.check([item(b"d", good=False), item(b"e")])
+            assert await first == [True, False, True]
+            assert await empty == []
+            assert await second == [False, True]
+        finally:
+            await worker.close()
+        assert not worker._process.is_alive()
+
+    asyncio.run(main())
+
+
+def test_a_dead_worker_answers_not_checked_and_is_replaced() -> None:
+    """Goal: when the worker process dies, batches it had not answered resolve None ("not
+    checked": the caller checks them itself) — never True, never a hang — and so do later
+    ones, while a BatchVerifier starts a new worker in its place and gets verdicts again.
+    Method: SIGKILL the worker of a BatchVerifier during a large batch."""
+    async def main() -> None:
+        verifier = BatchVerifier("sm", workers=1, linger_s=0.0)
+        verifier.RESPAWN_S = 0.0
+        try:
+            worker = verifier.workers[0]
+            assert await verifier.verify_sig(*item(b"warm")) is True
+            futures = [verifier.verify_sig(*item(b"%d" % i)) for i in range(400)]
+            await asyncio.sleep(0.01)
+            assert worker.pid is not None
+            os.kill(worker.pid, signal.SIGKILL)
+            verdicts = await asyncio.wait_for(asyncio.gather(*futures), 30)
+            assert None in verdicts and False not in verdicts
+            assert worker.dead and await worker.check([item(b"late")]) is None
+            again = await asyncio.wait_for(verifier.verify_sig(*item(b"after")), 30)
+            assert again is True and verifier.workers[0] is not worker
+        finally:
+            await verifier.close()
+
+    asyncio.run(main())
+
+
+def test_without_workers_checks_run_in_process() -> None:
+    """Goal: a node run with --verify-workers 0 still gets verdicts. Method: no workers."""
+    async def main() -> None:
+        verifier = BatchVerifier("sm")
+        assert verifier.workers == []
+        assert await verifier.verify_sig(*item(b"x")) is True
+        assert await verifier.verify_sig(*item(b"y", good=False)) is False
+        await verifier.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("frame", [b"\x00\x00\x00\x05ab", b"\xff\xff\xff\xff"])
+def test_the_worker_leaves_on_a_torn_or_oversized_frame(frame: bytes) -> None:
+    """Goal: a frame cut short (the node died mid-write) or absurdly large ends the worker
+    instead of leaving it blocked or allocating gigabytes. Method: write it raw."""
+    async def main() -> None:
+        worker = SigWorker("sm")
+        assert await worker.check([]) == []
+        assert worker._writer is not None
+        worker._writer.write(frame)
+        worker._writer.write_eof()
+        await asyncio.to_thread(worker._process.join, 30)
+        assert not worker._process.is_alive()
+        await worker.close()
+
+    asyncio.run(main())
