@@ -165,7 +165,8 @@ class BatchVerifier:
         if worker is None:
             self._resolve(futures, verify_batch(self.suite_name, items))
             return
-        worker.check(items).add_done_callback(lambda t: self._resolve(futures, t.result()))
+        worker.check(items).add_done_callback(
+            lambda t: self._resolve(futures, None if t.cancelled() else t.result()))
 
     async def close(self) -> None:
         """Send what is waiting for company now, then stop the workers once they answered."""

@@ -18,7 +18,7 @@ Why not ``concurrent.futures.ProcessPoolExecutor``: each of its round trips
 crosses two bookkeeping threads in the node (the executor's manager and the
 call queue's feeder) as well as the worker. On the shared two-core machine a
 thread wake-up is dear; measured with one-signature batches, a round trip
-cost the node 1.0 – 1.1 ms of CPU and 2.4 – 2.7 ms of wall time through the
+cost the node 0.9 – 1.1 ms of CPU and 2.4 – 2.7 ms of wall time through the
 pool against 0.22 – 0.24 ms and 1.6 – 1.7 ms here (``bench/RESULTS.md``). At
 light load, when batches hold one or two signatures, that difference is
 most of the worker's cost.
