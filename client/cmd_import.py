@@ -77,6 +77,7 @@ VALID_MS: Final = 300_000  # a transaction not committed by then never will be
 POLL_S: Final = 0.1
 BACKOFF_MAX_S: Final = 2.0
 BUSY_RETRIES_MAX: Final = 60
+RECORDED_SHOWN: Final = 20  # rows listed as already recorded in the human report
 
 CERTS_EXAMPLE = ("Example: govledger import certs examples/data/certs.csv --key "
                  "govledger-demo/keys/scjgj.pem --out-dir issued/")
@@ -188,12 +189,16 @@ class Report:
                               "alerts --key AUDITOR.pem)", soft_wrap=True, markup=False)
         if self.recorded:
             ctx.console.print("already on the ledger (not sent again):", style="bold")
-            for e in sorted(self.recorded, key=lambda e: int(str(e["line"]))):
+            recorded = sorted(self.recorded, key=lambda e: int(str(e["line"])))
+            for e in recorded[:RECORDED_SHOWN]:
                 line, voucher, flow_id, height = (str(e[k]) for k in (
                     "line", "voucher", "flow_id", "height"))
                 ctx.console.print(f"line {line}: voucher {voucher} — flow {flow_id} at "
                                   f"height {height}", soft_wrap=True, markup=False,
                                   highlight=False)
+            if len(recorded) > RECORDED_SHOWN:
+                ctx.console.print(f"… and {len(recorded) - RECORDED_SHOWN} more (--json lists "
+                                  "every row)", markup=False, highlight=False)
         if self.rejected:
             ctx.console.print("rejected rows:", style="bold")
             for r in sorted(self.rejected, key=lambda r: r.line):

@@ -3,6 +3,7 @@ and the submission pipeline (against an in-process fake ledger; no network)."""
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import json
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 
 from certs.issuing import Issuer
 from certs.records import LONG_TERM
+from client.cli import Context
 from client.cli import main as govledger
 from client.cmd_import import Job, Pipeline, Report, prepare_cert
 from client.importing import (
@@ -577,3 +579,20 @@ def test_vouchers_are_folded_and_unique_in_the_file() -> None:
     assert [r.payload["voucher"] for r in good] == ["AB-1"]
     assert bad[3] == "voucher AB-1 is on line 2 already; a voucher books one flow"
     assert bad[4].startswith("payload.voucher must be an accounting voucher number")
+
+
+def test_the_report_lists_recorded_rows_briefly(capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: a re-run of a large file says how many rows were on the ledger already and
+    lists only the first of them (JSON lists all), so the rows that need attention are
+    not buried. Method: a report with 25 recorded rows, printed both ways."""
+    report = Report("flows", "big.csv", False, 25)
+    report.recorded = [{"line": n, "voucher": f"记-{n}", "flow_id": "ab" * 32, "kind": PAY_TX,
+                        "amount": 100, "height": 3} for n in range(2, 27)]
+    Report.show(report, Context(argparse.Namespace(json=False)))
+    text = capsys.readouterr().out
+    assert "25 rows — 0 submitted, 0 committed, 0 rejected, 25 already recorded" in text
+    assert "line 21: voucher 记-21" in text and "line 22:" not in text
+    assert "… and 5 more (--json lists every row)" in text
+    Report.show(report, Context(argparse.Namespace(json=True)))
+    out = json.loads(capsys.readouterr().out)
+    assert out["recorded"] == 25 and len(out["recorded_rows"]) == 25
