@@ -98,3 +98,23 @@ def test_the_worker_leaves_on_a_torn_or_oversized_frame(frame: bytes) -> None:
         await worker.close()
 
     asyncio.run(main())
+
+
+def test_batches_spread_over_several_workers_keep_each_verdict() -> None:
+    """Goal: with --verify-workers 2 the batches alternate between the workers and every
+    signature still gets its own verdict. Method: 40 one-signature batches, every third
+    tampered, over two workers."""
+    async def main() -> None:
+        verifier = BatchVerifier("sm", workers=2, batch_max=1)
+        try:
+            futures = [verifier.verify_sig(*item(b"%d" % i, good=i % 3 != 0))
+                       for i in range(40)]
+            verdicts = await asyncio.wait_for(asyncio.gather(*futures), 60)
+            assert verdicts == [i % 3 != 0 for i in range(40)]
+            assert all(not w.dead for w in verifier.workers)
+            assert len({w.pid for w in verifier.workers}) == 2
+        finally:
+            await verifier.close()
+        assert all(not w._process.is_alive() for w in verifier.workers)
+
+    asyncio.run(main())
