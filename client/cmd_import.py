@@ -19,11 +19,11 @@ failed validation here, was refused by the node, or failed on the ledger
 (e.g. a payment above the fund's balance). --dry-run validates only.
 
 Importing a flows file again is safe for the rows that carry a voucher number
-(凭证号): the ledger records each voucher of an organisation once, so those
-already recorded — by an earlier run cut short, or one that finished — are
-looked up first, reported as "already recorded" with their flow, and not sent
-again; one that got recorded meanwhile is refused by the ledger and reported
-the same way. Rows without a voucher cannot be told apart from new flows.
+(凭证号): the ledger records each voucher of an organisation once, so a row
+already recorded — by an earlier run cut short, or one that finished — is
+refused by the node (or, if recorded meanwhile, by the ledger); the import then
+looks the voucher up and reports the row as "already recorded" with its flow.
+Rows without a voucher cannot be told apart from new flows.
 Committed certificates' signed documents are written to --out-dir
 (``CERT_ID.json``), which the holders need for verification.
 
@@ -295,6 +295,8 @@ class Pipeline:
                     return True
                 self.backoff_until = time.monotonic() + min(BACKOFF_MAX_S, 0.05 * self.busy)
                 return False
+            if exc.status == 403 and self._recorded(job):
+                return True
             if not (exc.status == 409 and exc.code == "duplicate"):  # 409: a retry got there
                 self._reject(job, "admission", f"refused by the node ({exc.status} "
                                                f"{exc.code}): {exc.detail}")
@@ -334,13 +336,8 @@ class Pipeline:
     def _committed(self, job: Job, tx_id: str, reply: dict[str, Any]) -> None:
         result = reply.get("result") or {}
         if (not result.get("ok") and result.get("code") == "voucher_recorded"
-                and job.voucher and self.org):
-            # Recorded by another run since we looked: report the flow that holds it.
-            found = lookup_voucher(self.client, self.org, job.voucher)
-            if found is not None:
-                self.report.recorded.append(recorded_entry(job.line, found))
-                self.on_done()
-                return
+                and self._recorded(job)):
+            return
         if not result.get("ok"):
             self._reject(job, "ledger", str(result.get("reason") or result.get("code")))
             return
@@ -350,6 +347,18 @@ class Pipeline:
             entry.update(job.on_commit(result.get("data") or {}))
         self.report.committed.append(entry)
         self.on_done()
+
+    def _recorded(self, job: Job) -> bool:
+        """Whether ``job``'s voucher is on the ledger already (the node or the ledger refused
+        the row for it): if so the row is reported as recorded, with the flow holding it."""
+        if not (job.voucher and self.org):
+            return False
+        found = lookup_voucher(self.client, self.org, job.voucher)
+        if found is None:
+            return False
+        self.report.recorded.append(recorded_entry(job.line, found))
+        self.on_done()
+        return True
 
     def _reject(self, job: Job, stage: str, reason: str) -> None:
         self.report.rejected.append(Rejected(job.line, stage, job.what, reason))
@@ -553,10 +562,8 @@ def recorded_entry(line: int, found: dict[str, Any]) -> dict[str, Value]:
             "kind": found["kind"], "amount": found["amount"], "height": found["height"]}
 
 
-def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], report: Report,
-               org: str = "") -> list[Job]:
-    """The rows to send; with ``org`` (not a dry run), rows whose voucher that organisation
-    has recorded already go to the report's ``recorded`` instead."""
+def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], report: Report
+               ) -> list[Job]:
     key = client.key
     assert key is not None
     people = [r for r in rows if r.person is not None]
@@ -568,10 +575,6 @@ def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], re
         auditors = [] if args.dry_run else seal_keys(client)
     jobs = []
     for row in rows:
-        found = lookup_voucher(client, org, row.voucher) if org and row.voucher else None
-        if found is not None:
-            report.recorded.append(recorded_entry(row.line, found))
-            continue
         payload = dict(row.payload)
         if row.person is not None and not args.dry_run:
             id_number, name, account = row.person
@@ -615,8 +618,8 @@ def run_flows(args: argparse.Namespace, ctx: Context) -> int:
     report = Report("flows", args.file, args.dry_run, len(table.rows), rejected=bad)
     client = ctx.client(need_key=True)
     org = "" if args.dry_run else _finance_officer(client)
-    jobs = _flow_jobs(args, client, rows, report, org)
-    report.valid = len(jobs) + len(report.recorded)
+    jobs = _flow_jobs(args, client, rows, report)
+    report.valid = len(jobs)
     if args.dry_run:
         report.show(ctx)
         return EXIT_OK if report.ok else EXIT_REJECTED

@@ -122,10 +122,8 @@ def precheck(state_get: StateGet, tx: Transaction) -> str | None:
     if not account.org:
         return f"sender ({account.name}) belongs to no organisation"
     voucher = tx.payload.get("voucher")
-    if isinstance(voucher, str):
-        recorded = state_get(voucher_key(account.org, voucher))
-        if recorded is not None:
-            return _recorded_text(voucher, account.org, recorded)
+    if isinstance(voucher, str) and (held := _voucher_held(state_get, account.org, voucher)):
+        return held
     tag = tx.payload.get("from")
     if tx.type != APPROPRIATE_TX and isinstance(tag, str):
         fund = get_fund(state_get, tag)
@@ -145,7 +143,11 @@ class VoucherRecorded(TxRejected):
     code = "voucher_recorded"
 
 
-def _recorded_text(voucher: str, org: str, flow_id: bytes) -> str:
+def _voucher_held(state_get: StateGet, org: str, voucher: str) -> str | None:
+    """Why ``voucher`` of ``org`` cannot book another flow, or None if it is free."""
+    flow_id = state_get(voucher_key(org, voucher))
+    if flow_id is None:
+        return None
     return f"voucher {voucher} of {org} is already recorded, by flow {flow_id.hex()}"
 
 
@@ -159,11 +161,10 @@ def _claim_voucher(ctx: ExecContext, account: AccountRecord) -> dict[str, Value]
     voucher = voucher_field(ctx.tx.payload)
     if voucher is None:
         return {}
-    key = voucher_key(account.org, voucher)
-    recorded = ctx.state.get(key)
-    if recorded is not None:
-        raise VoucherRecorded(_recorded_text(voucher, account.org, recorded))
-    ctx.state.put(key, ctx.tx_id)
+    held = _voucher_held(ctx.state.get, account.org, voucher)
+    if held:
+        raise VoucherRecorded(held)
+    ctx.state.put(voucher_key(account.org, voucher), ctx.tx_id)
     return {"voucher": voucher}
 
 

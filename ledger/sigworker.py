@@ -80,7 +80,7 @@ class SigWorker:
         if self.dead:
             fut.set_result(None)
             return fut
-        body = msgpack.packb([list(i) for i in items], use_bin_type=True)
+        body = msgpack.packb(items, use_bin_type=True)
         frame = _HEAD.pack(len(body)) + body
         if self._writer is None:
             self._early.append(frame)
@@ -143,8 +143,6 @@ def _serve(sock: socket.socket, suite_name: str) -> None:
         body = stream.read(size)
         if len(body) < size:
             return
-        items = msgpack.unpackb(body)
-        verdicts = verify_batch(suite_name, [(bytes(k), str(p), bytes(m), bytes(s))
-                                             for k, p, m, s in items])
-        body = msgpack.packb(verdicts)
+        # Arrays of [bytes, str, bytes, bytes]: what verify_batch unpacks.
+        body = msgpack.packb(verify_batch(suite_name, msgpack.unpackb(body)))
         sock.sendall(_HEAD.pack(len(body)) + body)
