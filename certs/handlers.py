@@ -84,7 +84,7 @@ _TRANSITIONS: Final = {
 
 
 def register(registry: Registry) -> None:
-    registry.register(ISSUE_TX, issue, precheck=precheck)
+    registry.register(ISSUE_TX, issue, precheck=issue_precheck)
     registry.register(RENEW_TX, renew, precheck=precheck)
     registry.register(SUSPEND_TX, suspend, precheck=precheck)
     registry.register(REINSTATE_TX, reinstate, precheck=precheck)
@@ -130,6 +130,16 @@ def issuer_problem(state_get: StateGet, sender: bytes, cert_id: object, height: 
 def precheck(state_get: StateGet, tx: Transaction) -> str | None:
     """Admission: the same rule against the latest committed state, for the next block."""
     return issuer_problem(state_get, tx.sender, tx.payload.get("id"), None)
+
+
+def issue_precheck(state_get: StateGet, tx: Transaction) -> str | None:
+    """Admission of ``cert.issue``: the issuer rule, and an identifier not yet issued (a
+    re-run import or a retried command learns at once that its certificate is there)."""
+    problem = precheck(state_get, tx)
+    cert_id = tx.payload.get("id")
+    if problem is None and isinstance(cert_id, str) and get_cert(state_get, cert_id):
+        return f"certificate {cert_id} was already issued"
+    return problem
 
 
 def _require_issuer(ctx: ExecContext) -> None:

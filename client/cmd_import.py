@@ -24,8 +24,18 @@ already recorded — by an earlier run cut short, or one that finished — is
 refused by the node (or, if recorded meanwhile, by the ledger); the import then
 looks the voucher up and reports the row as "already recorded" with its flow.
 Rows without a voucher cannot be told apart from new flows.
-Committed certificates' signed documents are written to --out-dir
-(``CERT_ID.json``), which the holders need for verification.
+
+Importing a certs file again is safe too. A row without a serial gets one
+derived from its cells (``client.importing.default_serial``), so the same row
+names the same certificate identifier in every run, and the ledger issues an
+identifier once. Each signed document is written to ``--out-dir/pending/``
+before its transaction is sent and moved to ``--out-dir/CERT_ID.json`` — the
+file the holder needs for verification — once the certificate is committed.
+A run cut short leaves the documents it may have sent in ``pending/``; the next
+run sends those same documents again (not newly signed ones), so whichever
+transaction commits, the document on disk is the one the ledger anchors, and a
+certificate found on the ledger already is reported as "already issued" with
+its document.
 
 Exit codes: 0 every row committed or already recorded (--dry-run: every row
 valid), 1 a row was rejected, 2 usage or connection error (the report says what
@@ -35,23 +45,26 @@ was sent).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from certs.document import Document, DocumentError
+from certs.document import Document, DocumentError, parse_document
 from certs.handlers import ISSUE_TX
 from certs.ids import IdentifierError
 from certs.issuing import Issuer, cert_type_from_view, issue_payload, new_document
 from certs.records import NATURAL_PERSON, cst_date
 from client.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Context, UsageError, consortium_key
-from client.cmd_cert import issuer_for, new_serial
+from client.cmd_cert import issuer_for
 from client.cmd_fund import person_fields, seal_keys
 from client.importing import (
     CERT_COLUMNS_HELP,
@@ -62,13 +75,14 @@ from client.importing import (
     Rejected,
     RowError,
     Table,
+    default_serial,
     parse_cert_rows,
     parse_flow_rows,
     read_table,
 )
 from client.sdk import Client, NodeError, Unreachable
 from ledger.codec import Value
-from ledger.crypto import PrivateKey
+from ledger.crypto import PrivateKey, Suite
 from ledger.crypto.base import write_file_atomic
 
 IN_FLIGHT_DEFAULT: Final = 100
@@ -78,6 +92,8 @@ POLL_S: Final = 0.1
 BACKOFF_MAX_S: Final = 2.0
 BUSY_RETRIES_MAX: Final = 60
 RECORDED_SHOWN: Final = 20  # rows listed as already recorded in the human report
+ONE_DAY: Final = timedelta(days=1)
+PENDING_DIR: Final = "pending"  # under --out-dir: documents sent, not yet seen committed
 
 CERTS_EXAMPLE = ("Example: govledger import certs examples/data/certs.csv --key "
                  "govledger-demo/keys/scjgj.pem --out-dir issued/")
@@ -188,13 +204,10 @@ class Report:
             ctx.console.print(f"  red-flag alerts raised: {self.alerts} (govledger audit "
                               "alerts --key AUDITOR.pem)", soft_wrap=True, markup=False)
         if self.recorded:
-            ctx.console.print("already on the ledger (not sent again):", style="bold")
+            ctx.console.print("already on the ledger (not recorded again):", style="bold")
             recorded = sorted(self.recorded, key=lambda e: int(str(e["line"])))
             for e in recorded[:RECORDED_SHOWN]:
-                line, voucher, flow_id, height = (str(e[k]) for k in (
-                    "line", "voucher", "flow_id", "height"))
-                ctx.console.print(f"line {line}: voucher {voucher} — flow {flow_id} at "
-                                  f"height {height}", soft_wrap=True, markup=False,
+                ctx.console.print(_recorded_text(e), soft_wrap=True, markup=False,
                                   highlight=False)
             if len(recorded) > RECORDED_SHOWN:
                 ctx.console.print(f"… and {len(recorded) - RECORDED_SHOWN} more (--json lists "
@@ -203,6 +216,15 @@ class Report:
             ctx.console.print("rejected rows:", style="bold")
             for r in sorted(self.rejected, key=lambda r: r.line):
                 ctx.console.print(r.text(), soft_wrap=True, markup=False, highlight=False)
+
+
+def _recorded_text(entry: dict[str, Value]) -> str:
+    e = {k: str(v) for k, v in entry.items()}
+    if "voucher" in e:
+        return (f"line {e['line']}: voucher {e['voucher']} — flow {e['flow_id']} at height "
+                f"{e['height']}")
+    return (f"line {e['line']}: certificate {e['cert_id']} — issued at height {e['height']}; "
+            f"document {e['document']}")
 
 
 # -- submitting ---------------------------------------------------------------------------------
@@ -219,7 +241,11 @@ class Job:
     source: str | None = None  # the fund the money leaves (flows)
     fills: Callable[[str], bool] | None = None  # may create or fill that fund (flows)
     on_commit: Callable[[dict[str, Any]], dict[str, Value]] | None = None
-    voucher: str | None = None  # flows: the row's voucher number
+    # Asked when the node or the ledger refuses the row: its report entry if an earlier
+    # run put it on the ledger, a reason if something else holds its place, else None.
+    already: Callable[[], dict[str, Value] | str | None] | None = None
+    before_submit: Callable[[], None] | None = None
+    on_reject: Callable[[], None] | None = None  # refused, and not on the ledger
 
 
 @dataclass
@@ -240,9 +266,9 @@ class Pipeline:
     """
 
     def __init__(self, client: Client, report: Report, in_flight: int,
-                 on_done: Callable[[], None], org: str = "") -> None:
+                 on_done: Callable[[], None]) -> None:
         assert client.key is not None
-        self.client, self.key, self.report, self.org = client, client.key, report, org
+        self.client, self.key, self.report = client, client.key, report
         self.in_flight, self.on_done = in_flight, on_done
         self.sent: OrderedDict[str, _Sent] = OrderedDict()
         self.backoff_until = 0.0
@@ -285,6 +311,8 @@ class Pipeline:
         """Submit ``job``; False if the node asks us to slow down (try again later)."""
         tx = self.client.make(job.tx_type, job.payload, valid_ms=VALID_MS)
         tx_id = tx.tx_id(self.key.suite).hex()
+        if job.before_submit is not None:
+            job.before_submit()
         try:
             self.client.submit_tx(tx, wait=False)
         except NodeError as exc:
@@ -295,7 +323,7 @@ class Pipeline:
                     return True
                 self.backoff_until = time.monotonic() + min(BACKOFF_MAX_S, 0.05 * self.busy)
                 return False
-            if exc.status == 403 and self._recorded(job):
+            if exc.status == 403 and self._recorded(job, "admission"):
                 return True
             if not (exc.status == 409 and exc.code == "duplicate"):  # 409: a retry got there
                 self._reject(job, "admission", f"refused by the node ({exc.status} "
@@ -329,14 +357,13 @@ class Pipeline:
         now = time.monotonic()
         for tx_id in [t for t, s in self.sent.items() if now > s.deadline]:
             self._reject(self.sent.pop(tx_id).job, "ledger", f"transaction {tx_id} was not "
-                         "committed before it expired")
+                         "committed before it expired", final=False)
             progressed = True
         return progressed
 
     def _committed(self, job: Job, tx_id: str, reply: dict[str, Any]) -> None:
         result = reply.get("result") or {}
-        if (not result.get("ok") and result.get("code") == "voucher_recorded"
-                and self._recorded(job)):
+        if not result.get("ok") and self._recorded(job, "ledger"):
             return
         if not result.get("ok"):
             self._reject(job, "ledger", str(result.get("reason") or result.get("code")))
@@ -348,25 +375,30 @@ class Pipeline:
         self.report.committed.append(entry)
         self.on_done()
 
-    def _recorded(self, job: Job) -> bool:
-        """Whether ``job``'s voucher is on the ledger already (the node or the ledger refused
-        the row for it): if so the row is reported as recorded, with the flow holding it."""
-        if not (job.voucher and self.org):
-            return False
-        found = lookup_voucher(self.client, self.org, job.voucher)
+    def _recorded(self, job: Job, stage: str) -> bool:
+        """Whether the row the node or the ledger refused is on the ledger already (its
+        voucher, its certificate): reported as recorded, or rejected with the reason
+        :attr:`Job.already` gives when something else holds its place."""
+        found = job.already() if job.already is not None else None
         if found is None:
             return False
-        self.report.recorded.append(recorded_entry(job.line, found))
-        self.on_done()
+        if isinstance(found, str):
+            self._reject(job, stage, found)
+        else:
+            self.report.recorded.append(found)
+            self.on_done()
         return True
 
-    def _reject(self, job: Job, stage: str, reason: str) -> None:
+    def _reject(self, job: Job, stage: str, reason: str, final: bool = True) -> None:
+        """Report ``job`` rejected; ``final``: its transaction is known never to commit."""
+        if final and job.on_reject is not None:
+            job.on_reject()
         self.report.rejected.append(Rejected(job.line, stage, job.what, reason))
         self.on_done()
 
 
 def _submit_all(ctx: Context, client: Client, report: Report, jobs: list[Job],
-                in_flight: int, org: str = "") -> int:
+                in_flight: int) -> int:
     """Run the pipeline under a progress bar (stderr, interactive only); print the report."""
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=ctx.err, transient=True,
@@ -378,7 +410,7 @@ def _submit_all(ctx: Context, client: Client, report: Report, jobs: list[Job],
                 f"{len(report.committed)} committed, {len(report.rejected)} rejected"))
 
         try:
-            Pipeline(client, report, in_flight, done, org).run(jobs)
+            Pipeline(client, report, in_flight, done).run(jobs)
         except Unreachable as exc:
             report.warnings.append(f"connection lost: {exc}")
             lost = True
@@ -455,14 +487,6 @@ def prepare_cert(row: CertRow, key: PrivateKey, issuer: Issuer, view: dict[str, 
     return doc, issue_payload(key.suite, doc, consortium)
 
 
-def _unique_serial(used: set[str]) -> str:
-    for _ in range(100):
-        serial = new_serial()
-        if serial not in used:
-            return serial
-    raise AssertionError("100 random serials collided")
-
-
 def _cert_jobs(args: argparse.Namespace, client: Client, rows: list[CertRow], report: Report,
                out_dir: Path) -> list[Job]:
     key = client.key
@@ -473,30 +497,115 @@ def _cert_jobs(args: argparse.Namespace, client: Client, rows: list[CertRow], re
         consortium = consortium_key(args.consortium_key, args.key,
                                     "rows with a citizen ID holder need the consortium key "
                                     "(the ledger stores the HMAC of the number)")
-    used = {r.serial for r in rows if r.serial}
     jobs = []
     for row in rows:
-        serial = row.serial or _unique_serial(used)
-        used.add(serial)
+        serial = row.serial or default_serial(row, issuer.uscc)
         try:
             doc, payload = prepare_cert(row, key, issuer, types.get(row.type_code), serial,
                                         consortium)
         except RowError as exc:
             report.rejected.append(Rejected(row.line, "validation", row.what, str(exc)))
             continue
+        kept = DocumentFiles(out_dir, doc.cert_id, key.suite).kept(doc, row.issue_date_given)
+        if kept is not None:  # signed by an earlier run, which may have sent it
+            doc, payload = kept, issue_payload(key.suite, kept, consortium)
+        files = DocumentFiles(out_dir, doc.cert_id, key.suite, doc)
+        if not row.issue_date_given:
+            files.dated = partial(_dated, row, key, issuer, types.get(row.type_code), serial)
         jobs.append(Job(row.line, f"{doc.certificate['name']} {doc.cert_id} for "
                                   f"{row.holder_name}", ISSUE_TX, payload,
-                        on_commit=_save_document(doc, out_dir)))
+                        on_commit=files.committed,
+                        already=partial(files.already, client, row.line),
+                        before_submit=files.pending, on_reject=files.drop_pending))
     return jobs
 
 
-def _save_document(doc: Document, out_dir: Path) -> Callable[[dict[str, Any]], dict[str, Value]]:
-    def save(_: dict[str, Any]) -> dict[str, Value]:
-        path = out_dir / f"{doc.cert_id}.json"
-        write_file_atomic(path, doc.to_json().encode("utf-8") + b"\n", 0o644)
-        return {"cert_id": doc.cert_id, "document": str(path)}
+def _dated(row: CertRow, key: PrivateKey, issuer: Issuer, view: dict[str, Any] | None,
+           serial: str, issue_date: str) -> Document:
+    return prepare_cert(replace(row, issue_date=issue_date), key, issuer, view, serial,
+                        None)[0]
 
-    return save
+
+class DocumentFiles:
+    """Where one certificate's signed document lives in --out-dir while it is imported:
+    ``pending/CERT_ID.json`` from just before its transaction is sent until the
+    certificate is seen on the ledger, then ``CERT_ID.json``."""
+
+    def __init__(self, out_dir: Path, cert_id: str, suite: Suite,
+                 doc: Document | None = None) -> None:
+        self.final = out_dir / f"{cert_id}.json"
+        self.pending_path = out_dir / PENDING_DIR / f"{cert_id}.json"
+        self.cert_id, self.suite, self.doc = cert_id, suite, doc
+        # The row's document signed with another issue date (rows that leave it to default).
+        self.dated: Callable[[str], Document] | None = None
+
+    def kept(self, fresh: Document, issue_date_given: bool) -> Document | None:
+        """The document an earlier run signed for the same certificate as ``fresh`` — alike
+        in every field (the issue date aside, unless the row gives it) and signed by the
+        same key — from --out-dir or its pending folder; None if there is none."""
+        for path in (self.final, self.pending_path):
+            try:
+                old = parse_document(path.read_bytes())
+            except (OSError, DocumentError):
+                continue
+            a, b = dict(old.certificate), dict(fresh.certificate)
+            if not issue_date_given:
+                a.pop("issue_date", None)
+                b.pop("issue_date", None)
+            if (a == b and old.extra == fresh.extra and old.signer == fresh.signer
+                    and old.suite == fresh.suite and old.signature_ok(self.suite)):
+                return old
+        return None
+
+    def _write(self, path: Path) -> None:
+        assert self.doc is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file_atomic(path, self.doc.to_json().encode("utf-8") + b"\n", 0o644)
+
+    def pending(self) -> None:
+        """Before the transaction is sent: a run cut short from here on keeps the document."""
+        if not self.final.exists():
+            self._write(self.pending_path)
+
+    def drop_pending(self) -> None:
+        """The transaction was refused and the certificate is not on the ledger."""
+        self.pending_path.unlink(missing_ok=True)
+
+    def committed(self, _: dict[str, Any] | None = None) -> dict[str, Value]:
+        self._write(self.final)
+        self.drop_pending()
+        return {"cert_id": self.cert_id, "document": str(self.final)}
+
+    def already(self, client: Client, line: int) -> dict[str, Value] | str | None:
+        """The certificate on the ledger: this row's (an earlier run issued it — its report
+        entry), one with other contents (the reason), or none (None).
+
+        The ledger anchors the digest of the document's contents, not of its signature, so
+        when the earlier run's document is gone the row's document is signed again: with
+        the issue date the row gives, or else with the day the ledger issued it or the
+        day before (a document is signed before it is sent).
+        """
+        assert self.doc is not None
+        try:
+            found = client.get(f"/v1/certs/{self.cert_id}")
+        except NodeError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        digest = str(found.get("digest", "")).lower()
+        docs = [self.doc]
+        if self.dated is not None and isinstance(found.get("issued_time"), int):
+            day = cst_date(found["issued_time"])
+            for d in (day, day - ONE_DAY):
+                with contextlib.suppress(RowError):
+                    docs.append(self.dated(d.isoformat()))
+        for doc in docs:
+            if doc.digest(self.suite).hex() == digest:
+                self.doc = doc
+                return {"line": line, **self.committed(), "height": found.get("issued_height")}
+        return (f"certificate {self.cert_id} is already on the ledger, for a document whose "
+                f"contents differ from this row's (was the row changed after it was "
+                f"issued? its signed document may be in the --out-dir of that import)")
 
 
 def run_certs(args: argparse.Namespace, ctx: Context) -> int:
@@ -557,13 +666,25 @@ def lookup_voucher(client: Client, org: str, voucher: str) -> dict[str, Any] | N
     return found
 
 
-def recorded_entry(line: int, found: dict[str, Any]) -> dict[str, Value]:
-    return {"line": line, "voucher": found["voucher"], "flow_id": found["flow_id"],
-            "kind": found["kind"], "amount": found["amount"], "height": found["height"]}
+def voucher_recorded(client: Client, org: str, row: FlowRow
+                     ) -> Callable[[], dict[str, Value] | None] | None:
+    """For :attr:`Job.already`: the report entry of the flow holding ``row``'s voucher."""
+    voucher = row.voucher
+    if voucher is None or not org:
+        return None
+
+    def already() -> dict[str, Value] | None:
+        found = lookup_voucher(client, org, voucher)
+        if found is None:
+            return None
+        return {"line": row.line, "voucher": found["voucher"], "flow_id": found["flow_id"],
+                "kind": found["kind"], "amount": found["amount"], "height": found["height"]}
+
+    return already
 
 
-def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], report: Report
-               ) -> list[Job]:
+def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], report: Report,
+               org: str) -> list[Job]:
     key = client.key
     assert key is not None
     people = [r for r in rows if r.person is not None]
@@ -585,7 +706,8 @@ def _flow_jobs(args: argparse.Namespace, client: Client, rows: list[FlowRow], re
                 report.rejected.append(Rejected(row.line, "validation", row.what, str(exc)))
                 continue
         jobs.append(Job(row.line, row.what, row.tx_type, payload, source=row.source,
-                        fills=row.fills, on_commit=_flow_result(row), voucher=row.voucher))
+                        fills=row.fills, on_commit=_flow_result(row),
+                        already=voucher_recorded(client, org, row)))
     return jobs
 
 
@@ -618,9 +740,9 @@ def run_flows(args: argparse.Namespace, ctx: Context) -> int:
     report = Report("flows", args.file, args.dry_run, len(table.rows), rejected=bad)
     client = ctx.client(need_key=True)
     org = "" if args.dry_run else _finance_officer(client)
-    jobs = _flow_jobs(args, client, rows, report)
+    jobs = _flow_jobs(args, client, rows, report, org)
     report.valid = len(jobs)
     if args.dry_run:
         report.show(ctx)
         return EXIT_OK if report.ok else EXIT_REJECTED
-    return _submit_all(ctx, client, report, jobs, args.in_flight, org)
+    return _submit_all(ctx, client, report, jobs, args.in_flight)

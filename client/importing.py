@@ -57,6 +57,7 @@ from fiscal.handlers import EXEMPT_FROM_SCAN
 from fiscal.model import ALLOCATE_TX, APPROPRIATE_TX, PAY_TX, RETURN_TX, parent_of, yuan
 from fiscal.payee import identifier_problem
 from ledger.codec import Value
+from ledger.crypto.hashing import sm3
 from ledger.errors import DecodeError
 
 FILE_BYTES_MAX: Final = 64 * 1024 * 1024
@@ -80,7 +81,10 @@ certs columns (header row required; any order):
   valid_from        YYYY-MM-DD (YYYY/M/D is read too)
   valid_until       YYYY-MM-DD, or 长期 / long-term for no end date
   issue_date        optional, default today (China Standard Time)
-  serial            optional identifier serial (0-9, A-Z), default date + random
+  serial            optional identifier serial (0-9, A-Z); by default derived from the
+                    row (valid_from + a hash of the issuer and every cell but
+                    issue_date), so importing the file again finds the certificates
+                    already issued instead of issuing them twice
   number            optional 证照编号 printed on the certificate, default the serial
   any other column  a type-specific field of the type's schema (empty cells are left out),
                     e.g. entity_type, legal_representative, established, address"""
@@ -303,6 +307,7 @@ class CertRow:
     serial: str | None
     number: str | None
     extra: dict[str, str] = field(default_factory=dict)
+    issue_date_given: bool = False  # False: issue_date is the day of the import
 
     @property
     def what(self) -> str:
@@ -380,7 +385,28 @@ def parse_cert_row(row: Row, columns: list[str], today: str) -> CertRow:
              if c not in CERT_REQUIRED and c not in CERT_OPTIONAL and v}
     return CertRow(row.line, type_code, holder_name, holder_code, holder_code_type, valid_from,
                    valid_until, _date(row, "issue_date", today), serial,
-                   row.cells.get("number") or None, extra)
+                   row.cells.get("number") or None, extra,
+                   issue_date_given=bool(row.cells.get("issue_date")))
+
+
+def default_serial(row: CertRow, issuer_uscc: str) -> str:
+    """The serial of a row that names none: ``valid_from`` as YYYYMMDD, then 12 hex digits
+    of the SM3 of the issuer and every cell of the row except a defaulted issue date.
+
+    The same row imported again — after a run cut short, or by mistake — gets the same
+    certificate identifier, which the ledger issues once; two rows that differ in any
+    cell get different ones (48 bits of hash among one issuer's certificates of a type
+    with the same start date).
+    """
+    cells = "\x1f".join((issuer_uscc, *_identity(row)))
+    return row.valid_from.replace("-", "") + sm3(cells.encode("utf-8")).hex().upper()[:12]
+
+
+def _identity(row: CertRow) -> tuple[str, ...]:
+    """What makes a row the certificate it is: every cell but a defaulted issue date."""
+    return (row.type_code, row.holder_code_type, row.holder_code, row.holder_name,
+            row.valid_from, row.valid_until, row.issue_date if row.issue_date_given else "",
+            row.number or "", *(f"{k}={v}" for k, v in sorted(row.extra.items())))
 
 
 def parse_cert_rows(table: Table, today: str, name: str = "the file"
@@ -390,6 +416,7 @@ def parse_cert_rows(table: Table, today: str, name: str = "the file"
     good: list[CertRow] = []
     bad: list[Rejected] = []
     serials: dict[tuple[str, str], int] = {}
+    alike: dict[tuple[str, ...], int] = {}
     for row in table.rows:
         what = f"certificate for {row.cells.get('holder_name') or '?'}"
         try:
@@ -398,6 +425,11 @@ def parse_cert_rows(table: Table, today: str, name: str = "the file"
                 first = serials.setdefault((cert.type_code, cert.serial), row.line)
                 if first != row.line:
                     raise RowError(f"serial {cert.serial} is already used on line {first}")
+            else:
+                first = alike.setdefault(_identity(cert), row.line)
+                if first != row.line:
+                    raise RowError(f"the same certificate as line {first} (every cell "
+                                   "alike); give each a serial if both are meant")
         except RowError as exc:
             bad.append(Rejected(row.line, "validation", what, str(exc)))
             continue

@@ -52,8 +52,10 @@ def key(net: LocalNet, slug: str) -> str:
 def test_import_samples_then_bad_rows(net: LocalNet, tmp_path: Path) -> None:
     """Goal: examples/data/certs.csv and flows.csv import cleanly (exit 0, every row
     committed, no red-flag alert — the payees' licences come from certs.csv), with
-    documents written and balances exact; importing flows.csv again — after a run cut
-    short, and after a complete one — records each flow once (the rows' vouchers); the
+    documents written and balances exact; importing certs.csv again issues nothing (each
+    row names the same certificate) and leaves the documents as they were; importing
+    flows.csv again — after a run cut short, and after a complete one — records each
+    flow once (the rows' vouchers); the
     files with bad rows exit 1 and report each
     bad row by line number and reason, whether it failed validation here, was refused by
     the node, or failed on the ledger. Method: run the CLI as a subprocess against a fresh
@@ -67,6 +69,15 @@ def test_import_samples_then_bad_rows(net: LocalNet, tmp_path: Path) -> None:
     assert sorted(p.stem for p in docs.glob("*.json")) == sorted(cert_ids)
     record = request(f"{net.url(1)}/v1/certs/{cert_ids[0]}")
     assert record["status"] == "VALID" and record["holder"] == "91350100MA2Y00044Y"
+    # The same file again: each row names the same certificate, which is there already.
+    written = {p.name: p.read_bytes() for p in docs.glob("*.json")}
+    code, text = govledger(net, "import", "certs", str(DATA / "certs.csv"), "--key",
+                           key(net, "scjgj"), "--out-dir", str(docs))
+    assert code == 0, text
+    assert "4 rows — 0 submitted, 0 committed, 0 rejected, 4 already recorded" in text
+    assert f"line 2: certificate {cert_ids[0]} — issued at height" in text
+    assert {p.name: p.read_bytes() for p in docs.glob("*.json")} == written
+    assert len(request(f"{net.url(2)}/v1/certs/holders/91350100MA2Y00044Y")["certs"]) == 1
 
     # An import cut short after its first four rows, then the whole file, then the whole
     # file again: the rows' vouchers make the re-runs record each flow once.

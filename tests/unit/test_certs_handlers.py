@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from certs import queries
-from certs.handlers import precheck
+from certs.handlers import issue_precheck, precheck
 from certs.ids import format_cert_id, parse_cert_id
 from certs.issuing import issue_payload, renew_payload
 from certs.records import (
@@ -217,6 +217,22 @@ def test_admission_precheck_matches_execution(net: CertNet) -> None:
         assert problem is not None and reason in problem
     bad = net.tx("scjgj", "cert.suspend", {"id": "1.2.156.nonsense", "reason": "x"})
     assert "identifier" in (precheck(net.chain.state_get, bad) or "")
+
+
+def test_admission_refuses_an_identifier_already_issued(net: CertNet) -> None:
+    """Goal: issuing an identifier that is on the ledger already is refused at admission
+    (a re-run import learns at once that its certificate is there), while a new one passes,
+    and execution still refuses the duplicate that admission let through before the first
+    committed. Method: the issue pre-check before and after the certificate's block."""
+    doc = net.document("scjgj")
+    payload = issue_payload(net.suite, doc, None)
+    assert issue_precheck(net.chain.state_get, net.tx("scjgj", "cert.issue", payload)) is None
+    assert net.send("scjgj", "cert.issue", payload).ok
+    again = net.tx("scjgj", "cert.issue", payload)
+    assert issue_precheck(net.chain.state_get, again) == (
+        f"certificate {doc.cert_id} was already issued")
+    r = net.send("scjgj", "cert.issue", payload)
+    assert not r.ok and "already issued" in r.reason
 
 
 @pytest.mark.parametrize(("change", "reason"), [

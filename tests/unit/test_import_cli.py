@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -13,21 +14,31 @@ from typing import Any
 
 import pytest
 
+from certs.document import parse_document
 from certs.issuing import Issuer
 from certs.records import LONG_TERM
 from client.cli import Context
 from client.cli import main as govledger
-from client.cmd_import import Job, Pipeline, Report, prepare_cert
+from client.cmd_import import (
+    PENDING_DIR,
+    Job,
+    Pipeline,
+    Report,
+    _cert_jobs,
+    prepare_cert,
+    voucher_recorded,
+)
 from client.importing import (
     CertRow,
     CsvError,
     RowError,
+    default_serial,
     parse_cert_rows,
     parse_flow_rows,
     parse_table,
     read_table,
 )
-from client.sdk import NodeError
+from client.sdk import NodeError, Unreachable
 from fiscal import payloads
 from fiscal.model import APPROPRIATE_TX, PAY_TX
 from ledger.crypto import get_suite
@@ -200,6 +211,172 @@ def test_prepare_cert_checks_the_ledger_schema_and_issuer() -> None:
         prepare_cert(first, key, issuer, _view(issuer=GOOD_USCC), "S5", None)
     with pytest.raises(RowError, match="not issued to holders of code type 001"):
         prepare_cert(first, key, issuer, _view(["111"]), "S6", None)
+
+
+def test_a_row_names_the_same_certificate_in_every_run() -> None:
+    """Goal: a row without a serial gets one derived from its cells, so importing the file
+    again — on another day, with the issue date left to default — names the same
+    certificate identifier, while a row that differs in any cell, or the same row from
+    another issuer, names another; the same row twice in one file is refused on its
+    second line. Method: rows parsed on two different days; one cell changed at a time."""
+    base = (f"{LICENCE},甲,{GOOD_USCC},001,2024-01-01,长期,,有限责任公司,林,2024-01-01,福州")
+    (row,), _ = certs(CERT_HEADER + "\n" + base)
+    again = parse_cert_rows(parse_table(CERT_HEADER + "\n" + base), "2027-03-01")[0][0]
+    assert row.issue_date != again.issue_date
+    serial = default_serial(row, SCJGJ.uscc)
+    assert serial == default_serial(again, SCJGJ.uscc)
+    assert serial.startswith("20240101") and len(serial) == 20
+    assert default_serial(row, GOOD_USCC) != serial
+    for changed in (base.replace("甲", "乙"), base.replace(",长期,", ",2030-01-01,"),
+                    base.replace("福州", "厦门"), base.replace(",林,", ",陈,")):
+        (other,), _ = certs(CERT_HEADER + "\n" + changed)
+        assert default_serial(other, SCJGJ.uscc) != serial, changed
+    dated = parse_cert_rows(parse_table(CERT_HEADER + ",issue_date\n" + base + ",2024-01-02"),
+                            TODAY)[0][0]
+    assert dated.issue_date_given and default_serial(dated, SCJGJ.uscc) != serial
+    good, bad = certs("\n".join([CERT_HEADER, base, base.replace("甲", "乙"), base]))
+    assert len(good) == 2
+    assert bad == {4: "the same certificate as line 2 (every cell alike); give each a serial "
+                      "if both are meant"}
+
+
+ISSUED_MS = 1_795_786_400_000  # 2026-11-27 (China Standard Time): TODAY
+
+
+class FakeCertNode:
+    """A client for ``import certs``: the ledger's issuer, type and certificate records, and
+    a node that commits what was submitted whenever the head is asked for — or, with
+    ``lose_after`` set, loses the connection after that many submissions."""
+
+    def __init__(self, key: Any, lose_after: int | None = None) -> None:
+        self.key = key
+        self.certs: dict[str, dict[str, Any]] = {}
+        self.mempool: list[FakeTx] = []
+        self.blocks: list[list[tuple[str, dict[str, Any]]]] = []
+        self.lose_after, self.sent, self.n = lose_after, 0, 0
+        self.now_ms = ISSUED_MS
+
+    def make(self, tx_type: str, payload: dict[str, Any], valid_ms: int) -> FakeTx:
+        self.n += 1
+        return FakeTx(tx_type, payload, self.n)
+
+    def submit_tx(self, tx: FakeTx, wait: bool = True) -> dict[str, Any]:
+        if self.lose_after is not None and self.sent >= self.lose_after:
+            raise Unreachable("connection refused")
+        if tx.payload["id"] in self.certs:
+            raise NodeError(403, "forbidden", f"certificate {tx.payload['id']} was already "
+                                              "issued")
+        self.sent += 1
+        self.mempool.append(tx)
+        return {"tx_id": tx.tx_id(None).hex(), "status": "pending"}
+
+    def commit(self) -> None:
+        block = []
+        for tx in self.mempool:
+            cert_id = tx.payload["id"]
+            if cert_id in self.certs:
+                result = {"ok": False, "code": "rejected",
+                          "reason": f"certificate {cert_id} was already issued"}
+            else:
+                self.certs[cert_id] = {"cert_id": cert_id, "digest": tx.payload["digest"].hex(),
+                                       "issued_height": len(self.blocks) + 1,
+                                       "issued_time": self.now_ms}
+                result = {"ok": True, "data": {"cert_id": cert_id}}
+            block.append((tx.tx_id(None).hex(), result))
+        self.blocks.append(block)
+        self.mempool = []
+
+    def status(self) -> dict[str, Any]:
+        if self.lose_after is not None and self.sent >= self.lose_after:
+            raise Unreachable("connection refused")
+        if self.mempool:
+            self.commit()
+        return {"height": len(self.blocks)}
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        if path.startswith("/v1/accounts/"):
+            return {"org": SCJGJ.uscc}
+        if path.startswith("/v1/orgs/"):
+            return {"uscc": SCJGJ.uscc, "name": SCJGJ.name, "region": "350100"}
+        if path.startswith("/v1/certs/types/"):
+            return _view()
+        if path.startswith("/v1/certs/"):
+            found = self.certs.get(path.removeprefix("/v1/certs/"))
+            if found is None:
+                raise NodeError(404, "not_found", "no such certificate")
+            return found
+        block = self.blocks[int(path.removeprefix("/v1/blocks/")) - 1]
+        return {"txs": [{"tx_id": t} for t, _ in block], "results": [r for _, r in block]}
+
+
+def _import_certs(node: FakeCertNode, text: str, out_dir: Path, today: str = TODAY) -> Report:
+    rows, bad = parse_cert_rows(parse_table(text), today)
+    assert bad == []
+    report = Report("certs", "c.csv", False, len(rows))
+    args = argparse.Namespace(consortium_key=None, key="k.pem")
+    jobs = _cert_jobs(args, node, rows, report, out_dir)  # type: ignore[arg-type]
+    with contextlib.suppress(Unreachable):
+        Pipeline(node, report, 2, lambda: None).run(jobs)  # type: ignore[arg-type]
+    return report
+
+
+def test_importing_certs_again_issues_each_once_and_keeps_its_document(tmp_path: Path) -> None:
+    """Goal: an import cut short after sending some rows, then the whole file again, then
+    again, issues each certificate once, and every certificate on the ledger ends with the
+    signed document whose digest the ledger anchors in --out-dir — including those whose
+    commit the first run never saw, and those whose document was lost (signed again, on
+    another day too); a row changed after its certificate was issued under an explicit
+    serial is rejected with the reason, not reported as issued. Method: a fake node that
+    loses the connection after three submissions (the third commits after all), then
+    answers again; the documents on disk are checked against the ledger's digests."""
+    key = get_suite("sm").generate_key()
+    rows = [f"{LICENCE},企业{n},{GOOD_USCC},001,2024-01-0{n},长期,,有限责任公司,林,2024-01-01,"
+            "福州" for n in range(1, 6)]
+    text = "\n".join([CERT_HEADER, *rows])
+    out = tmp_path / "docs"
+    node = FakeCertNode(key, lose_after=3)  # two commit; the third is sent, then silence
+    first = _import_certs(node, text, out)
+    assert (first.submitted, len(first.committed)) == (3, 2)  # the third was in flight
+    assert [r.stage for r in first.rejected] == ["unconfirmed", "not submitted",
+                                                 "not submitted"]
+    # Kept: the third's (sent, fate unknown) and the fourth's (its request failed mid-way).
+    assert len(list((out / PENDING_DIR).glob("*.json"))) == 2
+    node.commit()  # the node committed them after all
+    node.lose_after = None
+
+    node.now_ms += 86_400_000
+    second = _import_certs(node, text, out, today="2026-11-28")  # the next day
+    assert sorted(e["line"] for e in second.recorded) == [2, 3, 4]
+    assert sorted(e["line"] for e in second.committed) == [5, 6]  # its pending document
+    assert second.rejected == [] and second.ok
+    assert list((out / PENDING_DIR).glob("*.json")) == []
+    assert len(node.certs) == 5
+    for cert_id, record in node.certs.items():
+        doc = parse_document((out / f"{cert_id}.json").read_bytes())
+        assert doc.digest(key.suite).hex() == record["digest"] and doc.signature_ok(key.suite)
+
+    third = _import_certs(node, text, out)
+    assert (third.submitted, len(third.recorded), len(node.certs)) == (0, 5, 5)
+    recorded = {e["line"]: e for e in third.recorded}
+    assert recorded[2]["document"] == str(out / f"{recorded[2]['cert_id']}.json")
+
+    # Documents lost (another folder), on a later day: signed again with the issue date.
+    lost = _import_certs(node, text, tmp_path / "other", today="2026-12-05")
+    assert (lost.submitted, len(lost.recorded), lost.rejected) == (0, 5, [])
+    for cert_id, record in node.certs.items():
+        doc = parse_document((tmp_path / "other" / f"{cert_id}.json").read_bytes())
+        assert doc.digest(key.suite).hex() == record["digest"]
+        assert doc.certificate == parse_document((out / f"{cert_id}.json").read_bytes(
+        )).certificate  # the issue date of the first signing, not of this run
+
+    changed = CERT_HEADER + "\n" + rows[0].replace(",,", ",S1,")
+    _import_certs(node, changed, tmp_path / "s")
+    edited = _import_certs(node, changed.replace("福州", "厦门"), tmp_path / "s")
+    assert [(r.line, r.stage) for r in edited.rejected] == [(2, "admission")]
+    assert "already on the ledger, for a document whose contents differ" in (
+        edited.rejected[0].reason)
+    assert parse_document(next((tmp_path / "s").glob("*.json")).read_bytes()).extra[
+        "address"] == "福州"  # the issued document is not overwritten
 
 
 # -- flows: rows --------------------------------------------------------------------------------
@@ -496,11 +673,12 @@ class FakeLedger:
         return {"ok": True, "data": {"payment_id": tx.tx_id(None).hex(), "alerts": []}}
 
 
-def _flow_jobs(text: str) -> list[Job]:
+def _flow_jobs(text: str, ledger: FakeLedger | None = None) -> list[Job]:
     rows, bad = parse_flow_rows(parse_table(text), TODAY)
     assert bad == []
     return [Job(r.line, r.what, r.tx_type, r.payload, source=r.source, fills=r.fills,
-                voucher=r.voucher) for r in rows]
+                already=ledger and voucher_recorded(ledger, ORG, r))  # type: ignore[arg-type]
+            for r in rows]
 
 
 def _pay(tag: str, yuan: str) -> str:
@@ -557,10 +735,11 @@ def test_pipeline_reports_a_voucher_recorded_meanwhile_as_recorded() -> None:
     ledger.vouchers["记-1"] = {"voucher": "记-1", "flow_id": "ab" * 32, "kind": PAY_TX,
                                "amount": 500, "height": 7}
     jobs = _flow_jobs("\n".join([FLOW_HEADER + ",voucher", _pay("T3", "5") + ",记-1",
-                                 _pay("T3", "6") + ",记-2", _pay("T3", "20") + ",记-3"]))
-    assert [j.voucher for j in jobs] == ["记-1", "记-2", "记-3"]
+                                 _pay("T3", "6") + ",记-2", _pay("T3", "20") + ",记-3"]),
+                      ledger)
+    assert [j.payload["voucher"] for j in jobs] == ["记-1", "记-2", "记-3"]
     report = Report("flows", "f.csv", False, 3)
-    Pipeline(ledger, report, 4, lambda: None, ORG).run(jobs)  # type: ignore[arg-type]
+    Pipeline(ledger, report, 4, lambda: None).run(jobs)  # type: ignore[arg-type]
     assert report.recorded == [{"line": 2, "voucher": "记-1", "flow_id": "ab" * 32,
                                 "kind": PAY_TX, "amount": 500, "height": 7}]
     assert [e["line"] for e in report.committed] == [3]
