@@ -38,7 +38,7 @@ from certs.issuing import (
 from certs.records import HOLDER_CODE_TYPES, LONG_TERM, NATURAL_PERSON, CertType, cst_date
 from certs.verify import parse_as_of, verify_certificate
 from client.cli import EXIT_OK, EXIT_REJECTED, Context, UsageError, consortium_key, tx_outcome
-from client.sdk import Client
+from client.sdk import Client, NodeError, Unreachable
 from ledger.codec import Value
 from ledger.crypto import get_suite
 from ledger.crypto.base import write_file_atomic
@@ -267,12 +267,42 @@ def _valid_until(args: argparse.Namespace, default: str | None = None) -> str:
     return str(value)
 
 
-def _commit(ctx: Context, reply: dict[str, Any], what: str, doc: Document, out: Path) -> int:
-    ok = reply.get("status") == "committed" and bool((reply.get("result") or {}).get("ok"))
-    if ok:
-        write_file_atomic(out, doc.to_json().encode("utf-8") + b"\n", 0o644)
-    return tx_outcome(ctx, reply, what, extra=lambda _: {"cert_id": doc.cert_id,
+def _pending_path(out: Path) -> Path:
+    return out.with_name(out.name + ".pending")
+
+
+def _send_document(client: Client, ctx: Context, tx_type: str, payload: dict[str, Value],
+                   what: str, doc: Document, out: Path) -> int:
+    """Submit the transaction anchoring ``doc`` and write the document to ``out`` once it is
+    committed. From just before the transaction is sent until its fate is known the
+    document waits in ``OUT.pending``: a certificate that commits after the command gave
+    up waiting (or lost its connection) still has its signed document, which the holder
+    needs and which nobody could sign again with the same identifier."""
+    pending = _pending_path(out)
+    write_file_atomic(pending, doc.to_json().encode("utf-8") + b"\n", 0o644)
+    try:
+        reply = client.submit(tx_type, payload)
+    except NodeError:
+        pending.unlink(missing_ok=True)  # refused at admission: nothing was sent on
+        raise
+    except Unreachable as exc:
+        raise Unreachable(f"{exc}; {_kept(doc, pending)}") from None
+    status, ok = reply.get("status"), bool((reply.get("result") or {}).get("ok"))
+    if status == "committed" and ok:
+        pending.replace(out)
+    elif status == "committed":
+        pending.unlink(missing_ok=True)
+    code = tx_outcome(ctx, reply, what, extra=lambda _: {"cert_id": doc.cert_id,
                                                          "out": str(out)})
+    if status != "committed":
+        ctx.err.print(_kept(doc, pending), soft_wrap=True, markup=False, highlight=False)
+    return code
+
+
+def _kept(doc: Document, pending: Path) -> str:
+    return (f"the signed document is kept in {pending}: once `govledger cert show "
+            f"{doc.cert_id}` finds the certificate, rename the file to drop .pending; if the "
+            "transaction expires uncommitted, delete it")
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -297,8 +327,8 @@ def run_issue(args: argparse.Namespace, ctx: Context) -> int:
                            extra=_fields(args.field), number=args.number)
     except (DocumentError, IdentifierError) as exc:
         raise UsageError(str(exc)) from None
-    reply = client.submit(ISSUE_TX, issue_payload(key.suite, doc, consortium))
-    return _commit(ctx, reply, f"issued {doc.cert_id}", doc, out)
+    return _send_document(client, ctx, ISSUE_TX, issue_payload(key.suite, doc, consortium),
+                          f"issued {doc.cert_id}", doc, out)
 
 
 def run_renew(args: argparse.Namespace, ctx: Context) -> int:
@@ -318,8 +348,8 @@ def run_renew(args: argparse.Namespace, ctx: Context) -> int:
             issue_date=args.issue_date or _today(), extra=_fields(args.field))
     except (DocumentError, IdentifierError) as exc:
         raise UsageError(str(exc)) from None
-    reply = client.submit(RENEW_TX, renew_payload(key.suite, doc))
-    return _commit(ctx, reply, f"renewed {old.cert_id} as {doc.cert_id}", doc, out)
+    return _send_document(client, ctx, RENEW_TX, renew_payload(key.suite, doc),
+                          f"renewed {old.cert_id} as {doc.cert_id}", doc, out)
 
 
 def run_transition(args: argparse.Namespace, ctx: Context) -> int:

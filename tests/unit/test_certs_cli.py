@@ -1,4 +1,5 @@
-"""`govledger cert verify --offline` and `govledger cert export --openssl` with no network.
+"""`govledger cert verify --offline`, `cert export --openssl`, and where `cert issue` keeps the
+signed document, with no network.
 
 Documents, bundles and the genesis file come from an in-process chain and are written to
 files; the CLI is run in-process (client.cli.main) and its --json output parsed.
@@ -6,6 +7,7 @@ files; the CLI is run in-process (client.cli.main) and its --json output parsed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -15,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from certs.bundle import encode_bundle
-from client.cli import main
+from certs.document import parse_document
+from client.cli import Context, main
+from client.cmd_cert import _send_document
+from client.sdk import NodeError, Unreachable
 from tests.unit.certs_harness import CertNet
 
 SWJ = "11350100MB1F00049U"
@@ -137,3 +142,51 @@ def test_export_for_openssl(files: dict[str, Path], capsys: pytest.CaptureFixtur
     (out_dir / "doc.bin").write_bytes(bytes(data))
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
+
+
+class _Answers:
+    """A client whose submissions get ``answer``: a reply, or an exception raised."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def submit(self, tx_type: str, payload: object) -> object:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_an_issued_document_is_kept_until_its_fate_is_known(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: `cert issue` writes the signed document to --out once its certificate is
+    committed; when the command stops waiting, or loses its connection, before it knows,
+    the document waits in OUT.pending and the user is told where (the certificate may
+    still commit, and nobody could sign that document again); a refusal or a rejection
+    leaves no file. Method: _send_document against a client that answers each way."""
+    doc, _ = CertNet().issue()
+    ctx = Context(argparse.Namespace(json=False))
+    committed = {"tx_id": "ab" * 32, "status": "committed", "height": 9,
+                 "result": {"ok": True, "data": {}}}
+    rejected = {**committed, "result": {"ok": False, "reason": "already issued"}}
+    waiting = {"tx_id": "ab" * 32, "status": "pending", "detail": "not committed within 30 s"}
+    cases: list[tuple[object, set[str], int | type[Exception]]] = [
+        (committed, {"c.json"}, 0), (rejected, set(), 1), (waiting, {"c.json.pending"}, 1),
+        (Unreachable("connection reset"), {"c.json.pending"}, Unreachable),
+        (NodeError(403, "forbidden", "not authorised"), set(), NodeError)]
+    for n, (answer, files, outcome) in enumerate(cases):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        client = _Answers(answer)
+        if isinstance(outcome, int):
+            assert _send_document(client, ctx, "cert.issue", {}, "issued",  # type: ignore[arg-type]
+                                  doc, folder / "c.json") == outcome
+        else:
+            with pytest.raises(outcome) as caught:
+                _send_document(client, ctx, "cert.issue", {}, "issued",  # type: ignore[arg-type]
+                               doc, folder / "c.json")
+            if outcome is Unreachable:
+                assert f"kept in {folder / 'c.json.pending'}" in str(caught.value)
+        assert {p.name for p in folder.iterdir()} == files, answer
+        for name in files:
+            assert parse_document((folder / name).read_bytes()) == doc
+    assert "the signed document is kept in" in capsys.readouterr().err
