@@ -6,9 +6,13 @@ Every query reads a :class:`Reader` — the node's store (state and index of
 the last appended block) — and is built so that its cost grows with the size
 of its answer, not of the ledger:
 
-- a *forward trail* walks the tree below a fund tag breadth first, reading
-  each fund's ``fiscal/x/out/<tag>`` prefix (its allocations, payments and
-  returns, in ledger order): one prefix scan per fund of the answer;
+- a *forward trail* walks the tree below a fund tag breadth first, following
+  each fund's ``fiscal/x/out/<tag>`` entries (its allocations, payments and
+  returns, in ledger order). The funds below ``<tag>`` are exactly the tags
+  ``<tag>.N…``, so the whole tree is read in three range scans over adjacent
+  keys (its own outgoing flows, those under ``<tag>.``, and those funds'
+  records) and walked in memory; a tree above the flow limit is read fund by
+  fund, one prefix scan each, so that truncation keeps the upper levels;
 - a *backward trail* walks from a payment up its fund's parent chain (at most
   ``DEPTH_MAX`` steps), reading each fund's ``in/`` prefix for the
   allocations that fed it, up to the appropriation;
@@ -36,13 +40,16 @@ from typing import Any, Protocol
 from fiscal import rules
 from fiscal.model import (
     DEPTH_MAX,
+    FUND_PREFIX,
     IX_FLOW,
+    IX_OUT,
     IX_ROOT,
     IX_TOTAL_FN,
     IX_TOTAL_REGION,
     Fund,
     ancestors,
     child_tag,
+    fund_key,
     fund_view,
     get_fund,
     in_prefix,
@@ -51,8 +58,8 @@ from fiscal.model import (
     voucher_key,
     yuan,
 )
-from ledger.codec import Value, decode_value
-from ledger.errors import CorruptionError
+from ledger.codec import Value, decode, decode_value
+from ledger.errors import CorruptionError, DecodeError
 
 FLOWS_MAX = 5000
 FUNDS_MAX = 2000
@@ -214,13 +221,17 @@ def forward_trail(reader: Reader, tag: str, limit: int = FLOWS_MAX) -> dict[str,
     graph = _Graph()
     for record in _flows_into(reader, tag, ("APPROPRIATION", "ALLOCATION")):
         graph.add(record)
+    subtree = _subtree(reader, tag, limit - len(graph.flows))
+    outs, below = subtree if subtree is not None else ({}, {})
     queue: deque[Fund] = deque([top])
     seen = {tag}
     truncated = False
     while queue and not truncated:
         current = queue.popleft()
         graph.funds[current.tag] = fund_view(current)
-        for _, raw in reader.iter_index(out_prefix(current.tag)):
+        raws = (outs.get(current.tag, []) if subtree is not None
+                else (raw for _, raw in reader.iter_index(out_prefix(current.tag))))
+        for raw in raws:
             if len(graph.flows) >= limit:
                 truncated = True
                 break
@@ -229,7 +240,7 @@ def forward_trail(reader: Reader, tag: str, limit: int = FLOWS_MAX) -> dict[str,
             target = record.get("to")
             if record["kind"] == "ALLOCATION" and isinstance(target, str) and target not in seen:
                 seen.add(target)
-                child = fund(reader, target)
+                child = below.get(target) or fund(reader, target)
                 if child is None:
                     raise CorruptionError(f"flow names a missing fund {target}")
                 queue.append(child)
@@ -240,6 +251,37 @@ def forward_trail(reader: Reader, tag: str, limit: int = FLOWS_MAX) -> dict[str,
                              "payees": len(graph.payees), "funds": len(graph.funds),
                              "flows": len(graph.flows)}})
     return value
+
+
+def _subtree(reader: Reader, tag: str, budget: int
+             ) -> tuple[dict[str, list[bytes]], dict[str, Fund]] | None:
+    """The flows out of ``tag`` and out of every fund below it (raw records, in index
+    order, by fund), and the records of those funds; None if there are more than
+    ``budget`` flows.
+
+    Funds below ``tag`` are exactly the tags ``tag.N…`` (allocations name their children
+    so, and an appropriation's tag has no dot), so three range scans over adjacent keys
+    read the whole tree, where a walk fund by fund made two seeks per fund — seeks are
+    what grows with the size of the ledger (LevelDB's levels), not the answer.
+    """
+    outs: dict[str, list[bytes]] = {}
+    count = 0
+    start = len(IX_OUT)
+    for prefix in (out_prefix(tag), IX_OUT + f"{tag}.".encode()):
+        for key, raw in reader.iter_index(prefix):
+            count += 1
+            if count > budget:
+                return None
+            owner = key[start:key.index(b"\0", start)].decode()
+            outs.setdefault(owner, []).append(raw)
+    below: dict[str, Fund] = {}
+    for key, raw in reader.iter_state(fund_key(f"{tag}.")):
+        child_tag = key[len(FUND_PREFIX):].decode()
+        try:
+            below[child_tag] = decode(raw, Fund)
+        except DecodeError as exc:
+            raise CorruptionError(f"fund record {child_tag} is unreadable: {exc}") from None
+    return outs, below
 
 
 def backward_trail(reader: Reader, payment_id: bytes) -> dict[str, Value] | None:

@@ -231,3 +231,35 @@ def test_query_cost_follows_the_answer_not_the_ledger() -> None:
     fc.block([fc.tx("district_a", PAY_TX, payment(big["district_a"], 1_000 + i))
               for i in range(100)])
     assert cost() == before
+
+
+def test_the_tree_read_in_range_scans_is_the_tree_walked_fund_by_fund(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Goal: the forward trail that reads a whole tree in three range scans answers exactly
+    what the walk fund by fund answers — funds, flows, edges, payees, totals, in the same
+    order, truncated at the same flow — also beside funds whose tags share its prefix
+    (T1-X, T10, T1_Y sort between T1's own keys and its children's). Method: four such
+    trees with payments, a top-up and a return; every fund's trail at every limit, with
+    the range scans, then with them turned off."""
+    fc = FiscalChain()
+    tags: list[str] = []
+    for root in ("T1", "T1-X", "T10", "T1_Y"):
+        t = tree(fc, root)
+        tags += list(t.values())
+        fc.ok("district_a", PAY_TX, payment(t["district_a"], 1_000))
+        fc.ok("district_b", PAY_TX, payment(t["district_b"], 2_000, payee_uscc=ENTERPRISE_2))
+        fc.ok("city", ALLOCATE_TX, {"from": t["city"], "to_org": DISTRICT_A,
+                                    "region": "350102000", "amount": 3_000})
+        fc.ok("district_b", RETURN_TX, {"from": t["district_b"], "amount": 500})
+        fc.ok("city", PAY_TX, payment(t["city"], 700))
+
+    def answers() -> list[Any]:
+        return [queries.forward_trail(fc.store, tag, limit=limit)
+                for tag in tags for limit in (1, 2, 3, 5, 8, 13, queries.FLOWS_MAX)]
+
+    scanned = answers()
+    whole = queries.forward_trail(fc.store, "T1")
+    assert whole is not None and {f["tag"] for f in whole["funds"]} == {
+        "T1", "T1.1", "T1.1.1", "T1.1.2"}
+    monkeypatch.setattr(queries, "_subtree", lambda *_: None)
+    assert answers() == scanned
