@@ -471,6 +471,13 @@ def prepare_cert(row: CertRow, key: PrivateKey, issuer: Issuer, view: dict[str, 
                  serial: str, consortium: bytes | None) -> tuple[Document, dict[str, Value]]:
     """The signed document and the issue payload of a row; RowError if the ledger's schema
     for the type or the issuer's authorisation rules it out."""
+    doc = sign_row(row, key, issuer, view, serial)
+    return doc, issue_payload(key.suite, doc, consortium)
+
+
+def sign_row(row: CertRow, key: PrivateKey, issuer: Issuer, view: dict[str, Any] | None,
+             serial: str) -> Document:
+    """The signed document of a row (see :func:`prepare_cert`)."""
     if view is None:
         raise RowError(f"certificate type {row.type_code} is not registered on this network")
     if not any(i["uscc"] == issuer.uscc and i["current"] for i in view.get("issuers", [])):
@@ -484,7 +491,7 @@ def prepare_cert(row: CertRow, key: PrivateKey, issuer: Issuer, view: dict[str, 
                            extra=row.extra, number=row.number)
     except (DocumentError, IdentifierError) as exc:
         raise RowError(str(exc)) from None
-    return doc, issue_payload(key.suite, doc, consortium)
+    return doc
 
 
 def _cert_jobs(args: argparse.Namespace, client: Client, rows: list[CertRow], report: Report,
@@ -522,8 +529,7 @@ def _cert_jobs(args: argparse.Namespace, client: Client, rows: list[CertRow], re
 
 def _dated(row: CertRow, key: PrivateKey, issuer: Issuer, view: dict[str, Any] | None,
            serial: str, issue_date: str) -> Document:
-    return prepare_cert(replace(row, issue_date=issue_date), key, issuer, view, serial,
-                        None)[0]
+    return sign_row(replace(row, issue_date=issue_date), key, issuer, view, serial)
 
 
 class DocumentFiles:

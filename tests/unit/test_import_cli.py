@@ -299,7 +299,7 @@ class FakeCertNode:
         if path.startswith("/v1/orgs/"):
             return {"uscc": SCJGJ.uscc, "name": SCJGJ.name, "region": "350100"}
         if path.startswith("/v1/certs/types/"):
-            return _view()
+            return _view(["001", "111"])
         if path.startswith("/v1/certs/"):
             found = self.certs.get(path.removeprefix("/v1/certs/"))
             if found is None:
@@ -309,11 +309,12 @@ class FakeCertNode:
         return {"txs": [{"tx_id": t} for t, _ in block], "results": [r for _, r in block]}
 
 
-def _import_certs(node: FakeCertNode, text: str, out_dir: Path, today: str = TODAY) -> Report:
+def _import_certs(node: FakeCertNode, text: str, out_dir: Path, today: str = TODAY,
+                  consortium: Path | None = None) -> Report:
     rows, bad = parse_cert_rows(parse_table(text), today)
     assert bad == []
     report = Report("certs", "c.csv", False, len(rows))
-    args = argparse.Namespace(consortium_key=None, key="k.pem")
+    args = argparse.Namespace(consortium_key=consortium and str(consortium), key="k.pem")
     jobs = _cert_jobs(args, node, rows, report, out_dir)  # type: ignore[arg-type]
     with contextlib.suppress(Unreachable):
         Pipeline(node, report, 2, lambda: None).run(jobs)  # type: ignore[arg-type]
@@ -775,3 +776,25 @@ def test_the_report_lists_recorded_rows_briefly(capsys: pytest.CaptureFixture[st
     Report.show(report, Context(argparse.Namespace(json=True)))
     out = json.loads(capsys.readouterr().out)
     assert out["recorded"] == 25 and len(out["recorded_rows"]) == 25
+
+
+def test_a_citizens_certificate_whose_document_was_lost_is_signed_again(tmp_path: Path) -> None:
+    """Goal: a certificate for a person (the ledger holds the HMAC of the ID number) whose
+    signed document is gone is found on a later day's import and its document signed
+    again with the first issue date — not reported as a conflict, and no traceback.
+    Method: import one citizen-ID row, then again into another folder a week later."""
+    key = get_suite("sm").generate_key()
+    consortium = tmp_path / CONSORTIUM_KEY_FILE
+    save_consortium_key(consortium, new_consortium_key())
+    person = make_citizen_id("350102", date(1990, 1, 2), "123")
+    text = "\n".join([CERT_HEADER, f"{LICENCE},张三,{person},111,2024-01-01,长期,,个体工商户,"
+                                    "张三,2024-01-01,福州"])
+    node = FakeCertNode(key)
+    first = _import_certs(node, text, tmp_path / "a", consortium=consortium)
+    assert len(first.committed) == 1 and first.rejected == []
+    later = _import_certs(node, text, tmp_path / "b", today="2026-12-04", consortium=consortium)
+    assert (later.submitted, len(later.recorded), later.rejected) == (0, 1, [])
+    cert_id = str(later.recorded[0]["cert_id"])
+    again = parse_document((tmp_path / "b" / f"{cert_id}.json").read_bytes())
+    assert again.certificate == parse_document(
+        (tmp_path / "a" / f"{cert_id}.json").read_bytes()).certificate
