@@ -105,7 +105,7 @@ class Writer:
         if source is not None:
             self._put(b"x:" + out_prefix(source) + seq_bytes(seq), encoded)
         if target is not None:
-            self._put(b"x:" + in_prefix(target) + seq_bytes(seq), flow_id)
+            self._put(b"x:" + in_prefix(target) + seq_bytes(seq), encoded)
         if kind == "PAYMENT":
             self._put(b"x:" + payee_prefix(str(extra["payee_key"])) + seq_bytes(seq), flow_id)
             self.payment_ids.append(flow_id)

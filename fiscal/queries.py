@@ -62,6 +62,7 @@ from ledger.codec import Value, decode, decode_value
 from ledger.errors import CorruptionError, DecodeError
 
 FLOWS_MAX = 5000
+FLOW_ID_BYTES = 32  # a transaction id (SM3 / SHA-256); an encoded flow record is longer
 FUNDS_MAX = 2000
 TOTAL_ROWS_MAX = 5000
 
@@ -203,11 +204,17 @@ def _budget(record: dict[str, Value]) -> str:
     return f"budget:{doc_no if isinstance(doc_no, str) else ''}"
 
 
-def _flows_into(reader: Reader, tag: str, kinds: tuple[str, ...]) -> Iterator[dict[str, Value]]:
-    for _, flow_id in reader.iter_index(in_prefix(tag)):
-        record = flow(reader, flow_id)
-        if record is None:
-            raise CorruptionError(f"index names a missing flow {flow_id.hex()}")
+def flows_into(reader: Reader, tag: str, kinds: tuple[str, ...]) -> Iterator[dict[str, Value]]:
+    """The flows of ``kinds`` into fund ``tag``, in ledger order (public records: what a
+    trail shows). The ``in/`` index holds each record itself, or — in a store written
+    before it did — the flow's id, read from the flow index."""
+    for _, value in reader.iter_index(in_prefix(tag)):
+        if len(value) == FLOW_ID_BYTES:
+            record = flow(reader, value)
+            if record is None:
+                raise CorruptionError(f"index names a missing flow {value.hex()}")
+        else:
+            record = _map(value, f"flow into {tag}")
         if record["kind"] in kinds:
             yield record
 
@@ -219,7 +226,7 @@ def forward_trail(reader: Reader, tag: str, limit: int = FLOWS_MAX) -> dict[str,
     if top is None:
         return None
     graph = _Graph()
-    for record in _flows_into(reader, tag, ("APPROPRIATION", "ALLOCATION")):
+    for record in flows_into(reader, tag, ("APPROPRIATION", "ALLOCATION")):
         graph.add(record)
     subtree = _subtree(reader, tag, limit - len(graph.flows))
     outs, below = subtree if subtree is not None else ({}, {})
@@ -298,7 +305,7 @@ def backward_trail(reader: Reader, payment_id: bytes) -> dict[str, Value] | None
     path: list[Value] = []
     for step in ancestors(reader.get_state, source)[: DEPTH_MAX + 1]:
         graph.funds[step.tag] = fund_view(step)
-        inflows = list(_flows_into(reader, step.tag, ("APPROPRIATION", "ALLOCATION")))
+        inflows = list(flows_into(reader, step.tag, ("APPROPRIATION", "ALLOCATION")))
         for inflow in inflows:
             graph.add(inflow)
         path.append({"fund": fund_view(step), "inflows": [public_flow(f) for f in inflows]})

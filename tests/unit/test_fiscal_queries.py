@@ -10,6 +10,7 @@ import pytest
 
 from fiscal import queries
 from fiscal.model import ALLOCATE_TX, APPROPRIATE_TX, PAY_TX, RETURN_TX
+from ledger.codec import decode_value
 from ledger.store import MemoryStore
 from tests.fiscal_harness import (
     CITY,
@@ -263,3 +264,34 @@ def test_the_tree_read_in_range_scans_is_the_tree_walked_fund_by_fund(
         "T1", "T1.1", "T1.1.1", "T1.1.2"}
     monkeypatch.setattr(queries, "_subtree", lambda *_: None)
     assert answers() == scanned
+
+
+def test_trails_read_a_store_whose_in_index_holds_flow_ids() -> None:
+    """Goal: a node upgraded over a store written before the ``in/`` index held each flow's
+    record (it held the flow's id, to be read from the flow index) answers the same trails.
+    Method: one tree with payments, a top-up and a return; every ``in/`` value replaced by
+    its flow's id; both trails of every fund and payment compared."""
+    fc = FiscalChain()
+    tags = tree(fc, "OLD-1")
+    pays = [fc.ok("district_a", PAY_TX, payment(tags["district_a"], 1_000))["flow_id"],
+            fc.ok("district_b", PAY_TX, payment(tags["district_b"], 2_000))["flow_id"]]
+    fc.ok("city", ALLOCATE_TX, {"from": tags["city"], "to_org": DISTRICT_A,
+                                "region": "350102000", "amount": 3_000})
+    fc.ok("district_b", RETURN_TX, {"from": tags["district_b"], "amount": 500})
+    store = fc.store
+    assert isinstance(store, MemoryStore)
+
+    def trails() -> list[Any]:
+        return ([queries.forward_trail(store, tag) for tag in tags.values()]
+                + [queries.backward_trail(store, flow_id) for flow_id in pays])
+
+    now = trails()
+    legacy = 0
+    for key, value in list(store.index.items()):
+        if key.startswith(b"fiscal/x/in/"):
+            record = decode_value(value)
+            assert isinstance(record, dict) and isinstance(record["flow_id"], bytes)
+            store.index[key] = record["flow_id"]
+            legacy += 1
+    assert legacy == 6  # the appropriation, four allocations (one a top-up), the return
+    assert trails() == now
