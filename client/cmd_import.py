@@ -574,8 +574,10 @@ class DocumentFiles:
             self._write(self.pending_path)
 
     def drop_pending(self) -> None:
-        """The transaction was refused and the certificate is not on the ledger."""
+        """Its fate is known: the pending copy goes (and the pending folder once empty)."""
         self.pending_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: other documents still wait there
+            self.pending_path.parent.rmdir()
 
     def committed(self, _: dict[str, Any] | None = None) -> dict[str, Value]:
         self._write(self.final)
