@@ -16,7 +16,8 @@ the rows before it that create or fill that fund.
 The report gives the number of rows submitted, committed and rejected, and
 one line per rejected row with its line number and reason — whether it
 failed validation here, was refused by the node, or failed on the ledger
-(e.g. a payment above the fund's balance). --dry-run validates only.
+(e.g. a payment above the fund's balance). --dry-run validates only (for
+certificates it also says which rows name a certificate already on the ledger).
 
 Importing a flows file again is safe for the rows that carry a voucher number
 (凭证号): the ledger records each voucher of an organisation once, so a row
@@ -640,11 +641,34 @@ def run_certs(args: argparse.Namespace, ctx: Context) -> int:
         return EXIT_OK if report.ok else EXIT_REJECTED
     report.valid = len(jobs)
     if args.dry_run:
+        note_issued(client, jobs, report)
         report.show(ctx)
         return EXIT_OK if report.ok else EXIT_REJECTED
     out_dir.mkdir(parents=True, exist_ok=True)
     report.extra["documents"] = str(out_dir)
     return _submit_all(ctx, client, report, jobs, args.in_flight)
+
+
+def note_issued(client: Client, jobs: list[Job], report: Report) -> None:
+    """Dry run: say which valid rows name a certificate the ledger holds already (each row
+    names the same identifier in every run), which a real run would not issue again."""
+    issued = []
+    for job in jobs:
+        cert_id = job.payload["id"]
+        assert isinstance(cert_id, str)
+        try:
+            client.get(f"/v1/certs/{cert_id}")
+        except NodeError as exc:
+            if exc.status != 404:
+                raise
+            continue
+        issued.append(job.line)
+    if issued:
+        lines = ", ".join(map(str, issued[:RECORDED_SHOWN]))
+        more = f" and {len(issued) - RECORDED_SHOWN} more" if len(issued) > RECORDED_SHOWN else ""
+        report.warnings.append(f"{len(issued)} of the valid rows name certificates already on "
+                               f"the ledger (line {lines}{more}): a real run reports them as "
+                               "already recorded and issues nothing for them")
 
 
 # -- fund flows ---------------------------------------------------------------------------------

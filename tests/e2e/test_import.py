@@ -77,6 +77,11 @@ def test_import_samples_then_bad_rows(net: LocalNet, tmp_path: Path) -> None:
     assert "4 rows — 0 submitted, 0 committed, 0 rejected, 4 already recorded" in text
     assert f"line 2: certificate {cert_ids[0]} — issued at height" in text
     assert {p.name: p.read_bytes() for p in docs.glob("*.json")} == written
+    code, text = govledger(net, "import", "certs", str(DATA / "certs.csv"), "--key",
+                           key(net, "scjgj"), "--dry-run")
+    assert code == 0, text
+    assert ("4 of the valid rows name certificates already on the ledger (line 2, 3, 4, 5)"
+            in " ".join(text.split())), text
     assert len(request(f"{net.url(2)}/v1/certs/holders/91350100MA2Y00044Y")["certs"]) == 1
 
     # An import cut short after its first four rows, then the whole file, then the whole
