@@ -287,6 +287,9 @@ def _send_document(client: Client, ctx: Context, tx_type: str, payload: dict[str
         raise
     except Unreachable as exc:
         raise Unreachable(f"{exc}; {_kept(doc, pending)}") from None
+    except BaseException:  # anything else (a bad answer, Ctrl-C): the fate is unknown
+        ctx.err.print(_kept(doc, pending), soft_wrap=True, markup=False, highlight=False)
+        raise
     status, ok = reply.get("status"), bool((reply.get("result") or {}).get("ok"))
     if status == "committed" and ok:
         pending.replace(out)

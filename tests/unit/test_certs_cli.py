@@ -151,7 +151,7 @@ class _Answers:
         self.answer = answer
 
     def submit(self, tx_type: str, payload: object) -> object:
-        if isinstance(self.answer, Exception):
+        if isinstance(self.answer, BaseException):
             raise self.answer
         return self.answer
 
@@ -162,16 +162,18 @@ def test_an_issued_document_is_kept_until_its_fate_is_known(
     committed; when the command stops waiting, or loses its connection, before it knows,
     the document waits in OUT.pending and the user is told where (the certificate may
     still commit, and nobody could sign that document again); a refusal or a rejection
-    leaves no file. Method: _send_document against a client that answers each way."""
+    leaves no file; interrupted (Ctrl-C) while waiting, it keeps the document and says so.
+    Method: _send_document against a client that answers each way."""
     doc, _ = CertNet().issue()
     ctx = Context(argparse.Namespace(json=False))
     committed = {"tx_id": "ab" * 32, "status": "committed", "height": 9,
                  "result": {"ok": True, "data": {}}}
     rejected = {**committed, "result": {"ok": False, "reason": "already issued"}}
     waiting = {"tx_id": "ab" * 32, "status": "pending", "detail": "not committed within 30 s"}
-    cases: list[tuple[object, set[str], int | type[Exception]]] = [
+    cases: list[tuple[object, set[str], int | type[BaseException]]] = [
         (committed, {"c.json"}, 0), (rejected, set(), 1), (waiting, {"c.json.pending"}, 1),
         (Unreachable("connection reset"), {"c.json.pending"}, Unreachable),
+        (KeyboardInterrupt(), {"c.json.pending"}, KeyboardInterrupt),
         (NodeError(403, "forbidden", "not authorised"), set(), NodeError)]
     for n, (answer, files, outcome) in enumerate(cases):
         folder = tmp_path / str(n)
@@ -189,4 +191,4 @@ def test_an_issued_document_is_kept_until_its_fate_is_known(
         assert {p.name for p in folder.iterdir()} == files, answer
         for name in files:
             assert parse_document((folder / name).read_bytes()) == doc
-    assert "the signed document is kept in" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("the signed document is kept in") == 2  # wait, ^C
