@@ -267,10 +267,6 @@ def _valid_until(args: argparse.Namespace, default: str | None = None) -> str:
     return str(value)
 
 
-def _pending_path(out: Path) -> Path:
-    return out.with_name(out.name + ".pending")
-
-
 def _send_document(client: Client, ctx: Context, tx_type: str, payload: dict[str, Value],
                    what: str, doc: Document, out: Path) -> int:
     """Submit the transaction anchoring ``doc`` and write the document to ``out`` once it is
@@ -278,7 +274,7 @@ def _send_document(client: Client, ctx: Context, tx_type: str, payload: dict[str
     document waits in ``OUT.pending``: a certificate that commits after the command gave
     up waiting (or lost its connection) still has its signed document, which the holder
     needs and which nobody could sign again with the same identifier."""
-    pending = _pending_path(out)
+    pending = out.with_name(out.name + ".pending")
     write_file_atomic(pending, doc.to_json().encode("utf-8") + b"\n", 0o644)
     try:
         reply = client.submit(tx_type, payload)

@@ -426,6 +426,18 @@ def _submit_all(ctx: Context, client: Client, report: Report, jobs: list[Job],
 # -- shared steps -------------------------------------------------------------------------------
 
 
+def found(client: Client, path: str, query: dict[str, str] | None = None
+          ) -> dict[str, Any] | None:
+    """``GET path`` from the node, or None if it has no such thing (404)."""
+    try:
+        value: dict[str, Any] = client.get(path, query)
+    except NodeError as exc:
+        if exc.status != 404:
+            raise
+        return None
+    return value
+
+
 def _load(args: argparse.Namespace) -> Table:
     path = Path(args.file)
     try:
@@ -459,12 +471,7 @@ class _Types:
 
     def get(self, code: str) -> dict[str, Any] | None:
         if code not in self.views:
-            try:
-                self.views[code] = self.client.get(f"/v1/certs/types/{code}")
-            except NodeError as exc:
-                if exc.status != 404:
-                    raise
-                self.views[code] = None
+            self.views[code] = found(self.client, f"/v1/certs/types/{code}")
         return self.views[code]
 
 
@@ -514,10 +521,10 @@ def _cert_jobs(args: argparse.Namespace, client: Client, rows: list[CertRow], re
         except RowError as exc:
             report.rejected.append(Rejected(row.line, "validation", row.what, str(exc)))
             continue
-        kept = DocumentFiles(out_dir, doc.cert_id, key.suite).kept(doc, row.issue_date_given)
-        if kept is not None:  # signed by an earlier run, which may have sent it
-            doc, payload = kept, issue_payload(key.suite, kept, consortium)
         files = DocumentFiles(out_dir, doc.cert_id, key.suite, doc)
+        kept = files.kept(row.issue_date_given)
+        if kept is not None:  # signed by an earlier run, which may have sent it
+            files.doc, payload = kept, issue_payload(key.suite, kept, consortium)
         if not row.issue_date_given:
             files.dated = partial(_dated, row, key, issuer, types.get(row.type_code), serial)
         jobs.append(Job(row.line, f"{doc.certificate['name']} {doc.cert_id} for "
@@ -538,16 +545,15 @@ class DocumentFiles:
     ``pending/CERT_ID.json`` from just before its transaction is sent until the
     certificate is seen on the ledger, then ``CERT_ID.json``."""
 
-    def __init__(self, out_dir: Path, cert_id: str, suite: Suite,
-                 doc: Document | None = None) -> None:
+    def __init__(self, out_dir: Path, cert_id: str, suite: Suite, doc: Document) -> None:
         self.final = out_dir / f"{cert_id}.json"
         self.pending_path = out_dir / PENDING_DIR / f"{cert_id}.json"
         self.cert_id, self.suite, self.doc = cert_id, suite, doc
         # The row's document signed with another issue date (rows that leave it to default).
         self.dated: Callable[[str], Document] | None = None
 
-    def kept(self, fresh: Document, issue_date_given: bool) -> Document | None:
-        """The document an earlier run signed for the same certificate as ``fresh`` — alike
+    def kept(self, issue_date_given: bool) -> Document | None:
+        """The document an earlier run signed for the same certificate as this one — alike
         in every field (the issue date aside, unless the row gives it) and signed by the
         same key — from --out-dir or its pending folder; None if there is none."""
         for path in (self.final, self.pending_path):
@@ -555,6 +561,7 @@ class DocumentFiles:
                 old = parse_document(path.read_bytes())
             except (OSError, DocumentError):
                 continue
+            fresh = self.doc
             a, b = dict(old.certificate), dict(fresh.certificate)
             if not issue_date_given:
                 a.pop("issue_date", None)
@@ -565,7 +572,6 @@ class DocumentFiles:
         return None
 
     def _write(self, path: Path) -> None:
-        assert self.doc is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         write_file_atomic(path, self.doc.to_json().encode("utf-8") + b"\n", 0o644)
 
@@ -594,24 +600,20 @@ class DocumentFiles:
         the issue date the row gives, or else with the day the ledger issued it or the
         day before (a document is signed before it is sent).
         """
-        assert self.doc is not None
-        try:
-            found = client.get(f"/v1/certs/{self.cert_id}")
-        except NodeError as exc:
-            if exc.status != 404:
-                raise
+        record = found(client, f"/v1/certs/{self.cert_id}")
+        if record is None:
             return None
-        digest = str(found.get("digest", "")).lower()
+        digest = str(record.get("digest", "")).lower()
         docs = [self.doc]
-        if self.dated is not None and isinstance(found.get("issued_time"), int):
-            day = cst_date(found["issued_time"])
+        if self.dated is not None and isinstance(record.get("issued_time"), int):
+            day = cst_date(record["issued_time"])
             for d in (day, day - ONE_DAY):
                 with contextlib.suppress(RowError):
                     docs.append(self.dated(d.isoformat()))
         for doc in docs:
             if doc.digest(self.suite).hex() == digest:
                 self.doc = doc
-                return {"line": line, **self.committed(), "height": found.get("issued_height")}
+                return {"line": line, **self.committed(), "height": record.get("issued_height")}
         return (f"certificate {self.cert_id} is already on the ledger, for a document whose "
                 f"contents differ from this row's (was the row changed after it was "
                 f"issued? its signed document may be in the --out-dir of that import)")
@@ -652,17 +654,8 @@ def run_certs(args: argparse.Namespace, ctx: Context) -> int:
 def note_issued(client: Client, jobs: list[Job], report: Report) -> None:
     """Dry run: say which valid rows name a certificate the ledger holds already (each row
     names the same identifier in every run), which a real run would not issue again."""
-    issued = []
-    for job in jobs:
-        cert_id = job.payload["id"]
-        assert isinstance(cert_id, str)
-        try:
-            client.get(f"/v1/certs/{cert_id}")
-        except NodeError as exc:
-            if exc.status != 404:
-                raise
-            continue
-        issued.append(job.line)
+    issued = [job.line for job in jobs
+              if found(client, f"/v1/certs/{job.payload['id']!s}") is not None]
     if issued:
         lines = ", ".join(map(str, issued[:RECORDED_SHOWN]))
         more = f" and {len(issued) - RECORDED_SHOWN} more" if len(issued) > RECORDED_SHOWN else ""
@@ -688,14 +681,7 @@ def _flow_result(row: FlowRow) -> Callable[[dict[str, Any]], dict[str, Value]]:
 
 def lookup_voucher(client: Client, org: str, voucher: str) -> dict[str, Any] | None:
     """The flow that recorded ``voucher`` of ``org`` (``GET /v1/fiscal/vouchers``), or None."""
-    try:
-        found: dict[str, Any] = client.get("/v1/fiscal/vouchers",
-                                           {"org": org, "voucher": voucher})
-    except NodeError as exc:
-        if exc.status != 404:
-            raise
-        return None
-    return found
+    return found(client, "/v1/fiscal/vouchers", {"org": org, "voucher": voucher})
 
 
 def voucher_recorded(client: Client, org: str, row: FlowRow
@@ -706,11 +692,11 @@ def voucher_recorded(client: Client, org: str, row: FlowRow
         return None
 
     def already() -> dict[str, Value] | None:
-        found = lookup_voucher(client, org, voucher)
-        if found is None:
+        flow = lookup_voucher(client, org, voucher)
+        if flow is None:
             return None
-        return {"line": row.line, "voucher": found["voucher"], "flow_id": found["flow_id"],
-                "kind": found["kind"], "amount": found["amount"], "height": found["height"]}
+        return {"line": row.line, "voucher": flow["voucher"], "flow_id": flow["flow_id"],
+                "kind": flow["kind"], "amount": flow["amount"], "height": flow["height"]}
 
     return already
 
@@ -748,12 +734,9 @@ def _finance_officer(client: Client) -> str:
     finance role."""
     key = client.key
     assert key is not None
-    try:
-        account = client.get(f"/v1/accounts/{key.public_key().raw.hex()}")
-    except NodeError as exc:
-        if exc.status != 404:
-            raise
-        raise UsageError("the --key account is not registered on this network") from None
+    account = found(client, f"/v1/accounts/{key.public_key().raw.hex()}")
+    if account is None:
+        raise UsageError("the --key account is not registered on this network")
     if account.get("revoked_at") is not None:
         raise UsageError(f"the --key account ({account.get('name')}) is revoked")
     if "finance" not in (account.get("roles") or []):

@@ -197,8 +197,11 @@ class Fund:
 
 def get_fund(state_get: StateGet, tag: str) -> Fund | None:
     raw = state_get(fund_key(tag))
-    if raw is None:
-        return None
+    return None if raw is None else decode_fund(tag, raw)
+
+
+def decode_fund(tag: str, raw: bytes) -> Fund:
+    """The fund record stored under ``fund_key(tag)``; CorruptionError if unreadable."""
     try:
         return decode(raw, Fund)
     except DecodeError as exc:

@@ -49,6 +49,7 @@ from fiscal.model import (
     Fund,
     ancestors,
     child_tag,
+    decode_fund,
     fund_key,
     fund_view,
     get_fund,
@@ -58,8 +59,8 @@ from fiscal.model import (
     voucher_key,
     yuan,
 )
-from ledger.codec import Value, decode, decode_value
-from ledger.errors import CorruptionError, DecodeError
+from ledger.codec import Value, decode_value
+from ledger.errors import CorruptionError
 
 FLOWS_MAX = 5000
 FLOW_ID_BYTES = 32  # a transaction id (SM3 / SHA-256); an encoded flow record is longer
@@ -284,10 +285,7 @@ def _subtree(reader: Reader, tag: str, budget: int
     below: dict[str, Fund] = {}
     for key, raw in reader.iter_state(fund_key(f"{tag}.")):
         child_tag = key[len(FUND_PREFIX):].decode()
-        try:
-            below[child_tag] = decode(raw, Fund)
-        except DecodeError as exc:
-            raise CorruptionError(f"fund record {child_tag} is unreadable: {exc}") from None
+        below[child_tag] = decode_fund(child_tag, raw)
     return outs, below
 
 
