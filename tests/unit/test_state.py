@@ -585,8 +585,8 @@ def test_cache_keeps_its_budget_and_out_of_the_collectors_way() -> None:
     small = SparseMerkleTree(h, store, cache_bytes_max=64 << 10)
     for k, v in data.items():
         assert small.get(root, k) == v
-        assert small._cache_bytes <= 64 << 10
-    assert small._cache_bytes == sum(state._cached_size(e) for e in small._cache.values())
+        assert small._cache.size <= 64 << 10
+    assert small._cache.size == sum(state._cached_size(e) for e in small._cache.values())
 
     big = SparseMerkleTree(h, store)
     gc.collect()
@@ -596,6 +596,40 @@ def test_cache_keeps_its_budget_and_out_of_the_collectors_way() -> None:
     internal = sum(1 for e in big._cache.values() if isinstance(e, bytes))
     assert internal > 2000
     assert len(gc.get_objects()) - before < internal / 10 + len(data)  # + the leaves
+
+
+def test_cache_remembers_each_block_within_its_budget() -> None:
+    """Goal: a node applying block after block finds the nodes of the block it just wrote
+    in the cache (the next block walks through them), while the cache turns over, never
+    exceeds its budget and accounts exactly for what it holds — also when one update
+    hands it more new nodes than half the budget holds.
+    Method: 60 blocks of 50 changes into a 3,000-key tree, each persisted and remembered,
+    under a 256 KiB budget (~1,000 internal nodes; a block makes ~400): after each block
+    the accounted bytes stay within the budget and equal the entries' sizes, and reading
+    a key just written reads only its leaf from the store (the path is ~13 deep). Then
+    one update of 2,000 keys remembered at once into a 32 KiB budget."""
+    data = {b"k%d" % i: b"v" for i in range(3000)}
+    _, store, root = make(data)
+    tree = SparseMerkleTree(h, store, cache_bytes_max=256 << 10)
+    for block in range(60):
+        changes = {b"k%d" % ((block * 50 + i) * 7 % 3000): b"w%d" % block for i in range(50)}
+        root, nodes = tree.update(root, changes)
+        store.nodes.update(nodes)
+        tree.remember_persisted(nodes)
+        assert tree._cache.size <= 256 << 10
+        assert tree._cache.size == sum(state._cached_size(e) for e in tree._cache.values())
+        store.reads = 0
+        key = next(iter(changes))
+        assert tree.get(root, key) == changes[key]
+        assert store.reads == 1
+
+    small = SparseMerkleTree(h, store, cache_bytes_max=32 << 10)
+    root, nodes = small.update(root, {b"n%d" % i: b"x" for i in range(2000)})
+    store.nodes.update(nodes)
+    small.remember_persisted(nodes)
+    assert 0 < small._cache.size <= 32 << 10
+    assert small._cache.size == sum(state._cached_size(e) for e in small._cache.values())
+    assert small.get(root, b"n7") == b"x"
 
 
 def test_argument_validation() -> None:
