@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ledger import evidence
+from ledger import store as store_module
 from ledger.block import BlockHeader
 from ledger.chain import Chain
 from ledger.codec import decode, encode
@@ -124,6 +125,47 @@ def test_leveldb_reopens_and_refuses_another_genesis(tmp_path: Path, devnet: Dev
                                            "accounts", "config")}, "time": 1})
     with pytest.raises(CorruptionError, match="different genesis"):
         Chain(LevelDBStore(path, devnet.genesis.crypto), other, ledger_registry())
+
+
+def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
+        tmp_path: Path, devnet: Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Goal: a node upgraded to uncompressed tables (session 9) reads the store an older
+    version wrote with snappy compression, and goes on writing to it — nothing committed
+    is lost, whichever tables it is in.
+    Method: grow a chain with COMPRESSION = "snappy" and force its tables to disk
+    (compact); reopen with the default, check the head, every transaction, and every
+    tree node and state value; grow it further, compact again (merging old and new
+    tables), reopen, check."""
+    path = str(tmp_path / "db")
+    monkeypatch.setattr("ledger.store.COMPRESSION", "snappy")
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    ids = grow(devnet, chain, 3, per_block=20)
+    assert isinstance(chain.store, LevelDBStore)
+    chain.store.db.compact_range()
+    head = chain.head()
+    chain.store.close()
+    monkeypatch.undo()
+    assert store_module.COMPRESSION is None
+
+    def check(chain: Chain, ids: list[bytes]) -> None:
+        for tx_id in ids:
+            assert chain.store.get_tx_location(tx_id) is not None
+        items = list(chain.tree().items(chain.head().state_root))  # every tree node
+        assert len(items) > len(ids)
+        assert all(chain.store.get_state(k) == v for k, v in items)
+
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    assert chain.head() == head
+    check(chain, ids)
+    ids += grow(devnet, chain, 2, per_block=20)
+    assert isinstance(chain.store, LevelDBStore)
+    chain.store.db.compact_range()
+    head = chain.head()
+    chain.store.close()
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    assert chain.head() == head
+    check(chain, ids)
+    chain.store.close()
 
 
 @pytest.mark.parametrize(
