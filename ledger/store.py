@@ -59,8 +59,16 @@ merge decompressed and recompressed all of it: at full load the nodes'
 compaction threads took half as much CPU without it (0.10 - 0.12 instead of
 0.21 - 0.24 of a core at half the peak load, bench/RESULTS.md, session 9), and
 commit latency fell with it. The cost is disk: a store takes ~1.7x the space
-(measured: 39 instead of 23 MB for 11k certificate issues). Tables written
-compressed stay readable; LevelDB marks each block.
+(measured: 39 instead of 23 MB for 11k certificate issues; 1.1 GB instead of
+336 MB for the trail bench's 1M flows, whose index records repeat field names).
+Tables written compressed stay readable; LevelDB marks each block. Table files
+are 8 MiB (``TABLE_FILE_BYTES``) instead of 2: LevelDB keeps at most 1,000
+tables open, and a point read in a table it must open first pays for the open
+and for reading that table's index and bloom filter. Uncompressed, a 1M-flow
+store was 533 tables and the first queries after opening it hit such opens
+(backward trail p99 at 1M 0.22 - 0.79 ms over a series of runs); at 8 MiB it is
+142, and a long-running node reaches the 1,000-table limit at ~8 GB, not ~2 GB
+(p99 0.23 - 0.25 ms from the first run on).
 
 Errors: readers return ``None`` for absent data; a stored value that fails
 to decode raises CorruptionError. ``append`` of a block that does not extend
@@ -102,6 +110,7 @@ FORMAT_VERSION = 1
 WRITE_BUFFER_BYTES = 32 << 20  # see the module docstring
 BLOOM_BITS_PER_KEY = 10  # see the module docstring
 COMPRESSION = None  # see the module docstring: not snappy
+TABLE_FILE_BYTES = 8 << 20  # see the module docstring
 _VALUE_MAX = 64 * 1024 * 1024
 
 
@@ -335,7 +344,7 @@ class LevelDBStore:
             self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                 write_buffer_size=WRITE_BUFFER_BYTES,
                                 bloom_filter_bits=BLOOM_BITS_PER_KEY,
-                                compression=COMPRESSION)
+                                compression=COMPRESSION, max_file_size=TABLE_FILE_BYTES)
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
         fmt = self.db.get(b"m:format")
