@@ -178,9 +178,10 @@ class _NodeCache:
     top of the tree, every block) is one dict lookup, where an ``OrderedDict`` LRU
     paid a ``move_to_end`` on every hit, and a size computation and a ``popitem``
     per eviction. Remembering a block's new internal nodes is one dict update.
-    Session 9 measured the tree 25 - 28 % faster with it and the nodes' event loops
-    7 % lighter at full load (bench/RESULTS.md). Holding up to the budget rather
-    than exactly the most recent budget's worth, it gets twice the LRU's budget.
+    Session 9 measured tree updates 27 - 31 % faster with it and the nodes' event
+    loops 7 - 9 % lighter at full load (bench/RESULTS.md). Since it may hold as
+    little as half its budget of recently used entries (just after a turnover), the
+    tree's default budget is twice what the LRU had.
     """
 
     __slots__ = ("entry_max", "half", "old", "old_bytes", "young", "young_bytes")
