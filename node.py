@@ -69,7 +69,7 @@ from ledger.genesis import Genesis, load_genesis
 from ledger.network import NodeConfig, init_network, join_network, load_node_config
 from ledger.privacy import load_consortium_key
 from ledger.sigworker import SigWorker
-from ledger.store import LevelDBStore
+from ledger.store import LevelDBStore, raise_open_files_limit, tables_open_budget
 from ledger.tx import TX_PURPOSE, Transaction
 
 log = logging.getLogger("govledger.node")
@@ -706,6 +706,9 @@ def cmd_join(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_node_config(Path(args.config))
     context = setup_logging(args.log_level or config.log_level)
+    open_files = raise_open_files_limit()  # before the store sizes its table cache on it
+    log.info("open files limit %d: LevelDB keeps up to %d tables open", open_files,
+             tables_open_budget(open_files))
     node = Node(config, verify_workers=args.verify_workers)
     context.node = node
     web.run_app(node.build_app(), host=config.host, port=config.port, print=None,

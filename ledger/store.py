@@ -67,8 +67,16 @@ tables open, and a point read in a table it must open first pays for the open
 and for reading that table's index and bloom filter. Uncompressed, a 1M-flow
 store was 533 tables and the first queries after opening it hit such opens
 (backward trail p99 at 1M 0.22 - 0.79 ms over a series of runs); at 8 MiB it is
-142, and a long-running node reaches the 1,000-table limit at ~8 GB, not ~2 GB
-(p99 0.23 - 0.25 ms from the first run on).
+142 (p99 0.23 - 0.25 ms from the first run on).
+
+How many tables LevelDB keeps open is sized from the process's limit on open
+files (:func:`tables_open_budget`: half of it, up to ``TABLES_OPEN_MAX``), not
+left at LevelDB's fixed 1,000: with the usual soft limit of 1,024 those 1,000
+tables and a few hundred client connections would run out of descriptors (a
+failed read, a refused connection) once a store passed 1,000 tables, and with a
+higher limit a larger store need not reopen tables on every read. ``node.py
+run`` first raises its soft limit towards the hard one
+(:func:`raise_open_files_limit`), as database servers do.
 
 Errors: readers return ``None`` for absent data; a stored value that fails
 to decode raises CorruptionError. ``append`` of a block that does not extend
@@ -79,6 +87,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import resource
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,7 +120,33 @@ WRITE_BUFFER_BYTES = 32 << 20  # see the module docstring
 BLOOM_BITS_PER_KEY = 10  # see the module docstring
 COMPRESSION = None  # see the module docstring: not snappy
 TABLE_FILE_BYTES = 8 << 20  # see the module docstring
+TABLES_OPEN_MAX = 20_000  # 160 GB of 8 MiB tables
+OPEN_FILES_WANTED = 65_536  # the soft limit node.py asks for
 _VALUE_MAX = 64 * 1024 * 1024
+
+
+def tables_open_budget(open_files_limit: int | None = None) -> int:
+    """How many table files LevelDB may keep open: half the process's soft limit on open
+    files (the other half for sockets, logs and the rest), 64 to ``TABLES_OPEN_MAX``."""
+    if open_files_limit is None:
+        open_files_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if open_files_limit == resource.RLIM_INFINITY:
+        return TABLES_OPEN_MAX
+    return max(64, min(TABLES_OPEN_MAX, open_files_limit // 2))
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise this process's soft limit on open files to ``wanted`` (at most the hard
+    limit; never lower it); return the soft limit in force afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft
+        return target
+    return soft
 
 
 def height_key(height: int) -> bytes:
@@ -344,7 +379,8 @@ class LevelDBStore:
             self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                 write_buffer_size=WRITE_BUFFER_BYTES,
                                 bloom_filter_bits=BLOOM_BITS_PER_KEY,
-                                compression=COMPRESSION, max_file_size=TABLE_FILE_BYTES)
+                                compression=COMPRESSION, max_file_size=TABLE_FILE_BYTES,
+                                max_open_files=tables_open_budget())
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
         fmt = self.db.get(b"m:format")

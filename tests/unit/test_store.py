@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import resource
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,6 +169,34 @@ def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
     assert chain.head() == head
     check(chain, ids)
     chain.store.close()
+
+
+def test_leveldb_keeps_open_what_the_open_files_limit_allows() -> None:
+    """Goal: LevelDB's open tables never use up the node's file descriptors (with the
+    common soft limit of 1,024 its own default of 1,000 tables would, once a store grows
+    past them, leave none for connections), and a higher limit lets a big store keep
+    its tables open.
+    Method: the budget for a range of limits; then, in a child process whose soft limit
+    is lowered to 256 first, ``raise_open_files_limit`` raises it to what it asks for
+    (capped by the hard limit) and never lowers a higher one."""
+    assert store_module.tables_open_budget(1024) == 512
+    assert store_module.tables_open_budget(65_536) == 20_000
+    assert store_module.tables_open_budget(100) == 64
+    assert store_module.tables_open_budget(resource.RLIM_INFINITY) == 20_000
+    script = (
+        "import resource\n"
+        "from ledger.store import raise_open_files_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "got = raise_open_files_limit(4096)\n"
+        "now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)\n"
+        "assert got == now == want, (got, now, want)\n"
+        "assert raise_open_files_limit(300) == want  # never lowered\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 @pytest.mark.parametrize(
