@@ -195,7 +195,8 @@ class Node:
         self.consortium_key = (load_consortium_key(config.consortium_key)
                                if config.consortium_key else None)
         self.me = self.key.public_key().raw
-        self.store = LevelDBStore(str(config.data_dir / "ledger"), self.suite)
+        self.store = LevelDBStore(str(config.data_dir / "ledger"), self.suite,
+                                  compression=None if config.compression == "none" else "snappy")
         try:
             self.registry = build_registry()
             self.chain = Chain(self.store, self.genesis, self.registry)

@@ -176,6 +176,7 @@ class NodeConfig:
     mempool_max: int
     log_level: str
     consortium_key: Path | None = None  # for HMAC lookups of personal identifiers
+    compression: str = "none"  # LevelDB tables: "none" or "snappy" (ledger.store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,11 @@ _SCHEMA: Final[dict[str, dict[str, _Key]]] = {
     "log": {
         "level": _Key(str, "INFO"),
     },
+    "storage": {
+        "compression": _Key(str, "none"),
+    },
 }
+STORAGE_COMPRESSIONS: Final = ("none", "snappy")
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -341,6 +346,12 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
             f"{path}: log.level = {_str(values, 'log.level')!r}: expected one of"
             f" {', '.join(LOG_LEVELS)}"
         )
+    compression = _str(values, "storage.compression").lower()
+    if compression not in STORAGE_COMPRESSIONS:
+        raise InputError(
+            f"{path}: storage.compression = {_str(values, 'storage.compression')!r}: expected"
+            f" one of {', '.join(STORAGE_COMPRESSIONS)}"
+        )
     return NodeConfig(
         path=path,
         name=name,
@@ -355,6 +366,7 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
         mempool_max=_int(values, "limits.mempool_max"),
         log_level=level,
         consortium_key=consortium_key,
+        compression=compression,
     )
 
 
@@ -384,6 +396,9 @@ mempool_max = {limits["mempool_max"].default}
 
 [log]
 level = "INFO"
+
+[storage]
+compression = "none"  # or "snappy": ~1.7 - 3.3x less disk, more CPU in LevelDB's merges
 """
 
 

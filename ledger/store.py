@@ -53,7 +53,8 @@ point read — a flow by id, a tree node, the "already committed?" check of a ne
 transaction id — then skips the levels that do not hold its key instead of
 reading a block of each, which is what made such reads slower as the store
 grew (tables written before keep working without filters until compacted).
-Tables are not compressed (``COMPRESSION``; LevelDB's default is snappy). Half
+Tables are not compressed by default (``COMPRESSION``; LevelDB's own default is
+snappy, which a node may still choose: ``[storage] compression`` in node.toml). Half
 of what is written is hashes and signatures, which do not compress, and every
 merge decompressed and recompressed all of it: at full load the nodes'
 compaction threads took half as much CPU without it (0.10 - 0.12 instead of
@@ -62,8 +63,8 @@ commit latency fell with it. The cost is disk: a store takes ~1.7x the space
 (measured: 39 instead of 23 MB for 11k certificate issues; 1.1 GB instead of
 336 MB for the trail bench's 1M flows, whose index records repeat field names).
 Tables written compressed stay readable; LevelDB marks each block. Table files
-are 8 MiB (``TABLE_FILE_BYTES``) instead of 2: LevelDB keeps at most 1,000
-tables open, and a point read in a table it must open first pays for the open
+are 8 MiB (``TABLE_FILE_BYTES``) instead of 2: LevelDB keeps a bounded number of
+tables open (below), and a point read in a table it must open first pays for the open
 and for reading that table's index and bloom filter. Uncompressed, a 1M-flow
 store was 533 tables and the first queries after opening it hit such opens
 (backward trail p99 at 1M 0.22 - 0.79 ms over a series of runs); at 8 MiB it is
@@ -369,7 +370,10 @@ def _prefix_end(prefix: bytes) -> bytes:
 class LevelDBStore:
     """The durable store: one LevelDB database per node (see the module docstring)."""
 
-    def __init__(self, path: str, suite: Suite, check: bool = True) -> None:
+    def __init__(self, path: str, suite: Suite, check: bool = True,
+                 compression: str | None = COMPRESSION) -> None:
+        """``compression``: None or "snappy", for the tables written from now on (see the
+        module docstring); a store's tables are readable whichever wrote them."""
         import plyvel
 
         self.suite = suite
@@ -379,7 +383,7 @@ class LevelDBStore:
             self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                 write_buffer_size=WRITE_BUFFER_BYTES,
                                 bloom_filter_bits=BLOOM_BITS_PER_KEY,
-                                compression=COMPRESSION, max_file_size=TABLE_FILE_BYTES,
+                                compression=compression, max_file_size=TABLE_FILE_BYTES,
                                 max_open_files=tables_open_budget())
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None

@@ -111,7 +111,8 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
         'data_dir = "data"', 'consortium_key = "consortium.key"', "[http]",
         'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
-        "mempool_max = 100000", "[log]", 'level = "INFO"',
+        "mempool_max = 100000", "[log]", 'level = "INFO"', "[storage]",
+        'compression = "none"',
     ]
 
 
@@ -323,6 +324,8 @@ sender_burst = 400
 mempool_max = 100000
 [log]
 level = "INFO"
+[storage]
+compression = "none"
 """
 
 
@@ -354,6 +357,9 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
     assert (config.host, config.port, config.log_level) == ("127.0.0.1", 9000, "DEBUG")
     assert (config.tx_bytes_max, config.sender_rate_per_s, config.sender_burst,
             config.mempool_max) == (65536, 200, 400, 100_000)
+    assert config.compression == "none"
+    path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\n')
+    assert load_node_config(path).compression == "snappy"
 
 
 @pytest.mark.parametrize(
@@ -376,6 +382,8 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
         ('key = "node.pem"', 'key = "other.pem"', ["node.key", "other.pem", "does not exist"]),
         ('host = "127.0.0.1"', 'host = ""', ["http.host", "empty"]),
         ('level = "INFO"', 'level = "LOUD"', ["log.level", "LOUD", "INFO"]),
+        ('compression = "none"', 'compression = "zstd"',
+         ["storage.compression", "zstd", "none, snappy"]),
     ],
 )
 def test_node_config_errors_name_file_and_key(

@@ -131,23 +131,21 @@ def test_leveldb_reopens_and_refuses_another_genesis(tmp_path: Path, devnet: Dev
 
 
 def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
-        tmp_path: Path, devnet: Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, devnet: Devnet) -> None:
     """Goal: a node upgraded to uncompressed tables (session 9) reads the store an older
     version wrote with snappy compression, and goes on writing to it — nothing committed
     is lost, whichever tables it is in.
-    Method: grow a chain with COMPRESSION = "snappy" and force its tables to disk
+    Method: grow a chain with compression="snappy" and force its tables to disk
     (compact); reopen with the default, check the head, every transaction, and every
     tree node and state value; grow it further, compact again (merging old and new
     tables), reopen, check."""
     path = str(tmp_path / "db")
-    monkeypatch.setattr("ledger.store.COMPRESSION", "snappy")
-    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    snappy = LevelDBStore(path, devnet.genesis.crypto, compression="snappy")
+    chain = Chain(snappy, devnet.genesis, ledger_registry())
     ids = grow(devnet, chain, 3, per_block=20)
-    assert isinstance(chain.store, LevelDBStore)
-    chain.store.db.compact_range()
+    snappy.db.compact_range()
     head = chain.head()
-    chain.store.close()
-    monkeypatch.undo()
+    snappy.close()
     assert store_module.COMPRESSION is None
 
     def check(chain: Chain, ids: list[bytes]) -> None:
@@ -169,6 +167,24 @@ def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
     assert chain.head() == head
     check(chain, ids)
     chain.store.close()
+
+
+def test_leveldb_compression_is_the_callers_choice(tmp_path: Path, devnet: Devnet) -> None:
+    """Goal: a node that asks for snappy (``[storage] compression``) gets compressed
+    tables, and the default writes them uncompressed (less CPU, more disk).
+    Method: the same chain appended to a default store and to a snappy one, both compacted
+    to disk: the snappy tables are smaller, and both stores hold the whole chain."""
+    sizes = {}
+    for name, kwargs in (("none", {}), ("snappy", {"compression": "snappy"})):
+        path = tmp_path / name
+        store = LevelDBStore(str(path), devnet.genesis.crypto, **kwargs)  # type: ignore[arg-type]
+        chain = Chain(store, devnet.genesis, ledger_registry())
+        grow(devnet, chain, 4, per_block=40)
+        store.db.compact_range()
+        sizes[name] = (sum(f.stat().st_size for f in path.glob("*.ldb")), chain.height)
+        store.close()
+    assert sizes["none"][1] == sizes["snappy"][1] == 4
+    assert sizes["snappy"][0] < 0.9 * sizes["none"][0], sizes
 
 
 def test_leveldb_keeps_open_what_the_open_files_limit_allows() -> None:
