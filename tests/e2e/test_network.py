@@ -63,6 +63,18 @@ def test_transactions_commit_on_every_node(net: LocalNet) -> None:
     assert len(found["certificate"]["signatures"]) >= 3
 
 
+def test_a_node_raises_its_open_files_limit(net: LocalNet) -> None:
+    """Goal: a running node has room for LevelDB's open tables and its connections: it
+    raised its soft limit on open files towards the hard one before opening its store.
+    Method: read the limit of each node process from /proc/PID/limits."""
+    for proc in net.procs.values():
+        line = next(line for line in Path(f"/proc/{proc.pid}/limits").read_text().splitlines()
+                    if line.startswith("Max open files"))
+        soft, hard = line.split()[3:5]
+        wanted = 65_536 if hard == "unlimited" else min(65_536, int(hard))
+        assert soft == "unlimited" or int(soft) >= wanted, line
+
+
 def test_a_killed_signature_worker_is_replaced(net: LocalNet) -> None:
     """Goal: when a node's signature-check worker process dies (OOM killer, an operator's
     kill), the node keeps admitting transactions — checking signatures itself until a new
