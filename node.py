@@ -196,7 +196,7 @@ class Node:
                                if config.consortium_key else None)
         self.me = self.key.public_key().raw
         self.store = LevelDBStore(str(config.data_dir / "ledger"), self.suite,
-                                  compression=None if config.compression == "none" else "snappy")
+                                  compression=config.compression)
         try:
             self.registry = build_registry()
             self.chain = Chain(self.store, self.genesis, self.registry)

@@ -82,6 +82,7 @@ from ledger.privacy import (
     new_consortium_key,
     save_consortium_key,
 )
+from ledger.store import COMPRESSION, COMPRESSIONS
 from ledger.tx import CHAIN_ID_RE
 
 DEFAULT_CHAIN_ID: Final = "govledger-local"
@@ -176,7 +177,7 @@ class NodeConfig:
     mempool_max: int
     log_level: str
     consortium_key: Path | None = None  # for HMAC lookups of personal identifiers
-    compression: str = "none"  # LevelDB tables: "none" or "snappy" (ledger.store)
+    compression: str = COMPRESSION  # LevelDB tables, one of ledger.store.COMPRESSIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,6 @@ _SCHEMA: Final[dict[str, dict[str, _Key]]] = {
         "compression": _Key(str, "none"),
     },
 }
-STORAGE_COMPRESSIONS: Final = ("none", "snappy")
 
 
 def _suggest(word: str, choices: list[str]) -> str:
@@ -347,10 +347,10 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
             f" {', '.join(LOG_LEVELS)}"
         )
     compression = _str(values, "storage.compression").lower()
-    if compression not in STORAGE_COMPRESSIONS:
+    if compression not in COMPRESSIONS:
         raise InputError(
             f"{path}: storage.compression = {_str(values, 'storage.compression')!r}: expected"
-            f" one of {', '.join(STORAGE_COMPRESSIONS)}"
+            f" one of {', '.join(COMPRESSIONS)}"
         )
     return NodeConfig(
         path=path,

@@ -198,9 +198,6 @@ class _NodeCache:
         """The bytes held, as counted against the budget."""
         return self.young_bytes + self.old_bytes
 
-    def __len__(self) -> int:
-        return len(self.young) + len(self.old)
-
     def values(self) -> list[bytes | _Leaf]:
         return [*self.young.values(), *self.old.values()]
 
@@ -239,16 +236,9 @@ class _NodeCache:
             self.young.update(internals)
             self.young_bytes += added
             return
-        fresh = [item for item in internals.items() if item[0] not in known]
-        room = (self.half - self.young_bytes) // _INTERNAL_ENTRY_BYTES
-        while fresh:
-            if room == 0:
-                self._turn_over()
-                room = self.half // _INTERNAL_ENTRY_BYTES
-            chunk, fresh = fresh[:room], fresh[room:]
-            self.young.update(chunk)
-            self.young_bytes += len(chunk) * _INTERNAL_ENTRY_BYTES
-            room -= len(chunk)
+        for node_hash, record in internals.items():  # a turnover falls in this block
+            if node_hash not in known:
+                self._admit(node_hash, record, _INTERNAL_ENTRY_BYTES)
 
     def _admit(self, node_hash: bytes, entry: bytes | _Leaf, size: int) -> None:
         if self.young_bytes + size > self.half:

@@ -92,7 +92,7 @@ import resource
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from ledger.block import (
     Block,
@@ -119,7 +119,8 @@ T = TypeVar("T")
 FORMAT_VERSION = 1
 WRITE_BUFFER_BYTES = 32 << 20  # see the module docstring
 BLOOM_BITS_PER_KEY = 10  # see the module docstring
-COMPRESSION = None  # see the module docstring: not snappy
+COMPRESSIONS: Final = ("none", "snappy")  # node.toml [storage] compression
+COMPRESSION = "none"  # see the module docstring: not snappy
 TABLE_FILE_BYTES = 8 << 20  # see the module docstring
 TABLES_OPEN_MAX = 20_000  # 160 GB of 8 MiB tables
 OPEN_FILES_WANTED = 65_536  # the soft limit node.py asks for
@@ -371,10 +372,13 @@ class LevelDBStore:
     """The durable store: one LevelDB database per node (see the module docstring)."""
 
     def __init__(self, path: str, suite: Suite, check: bool = True,
-                 compression: str | None = COMPRESSION) -> None:
-        """``compression``: None or "snappy", for the tables written from now on (see the
-        module docstring); a store's tables are readable whichever wrote them."""
+                 compression: str = COMPRESSION) -> None:
+        """``compression``: one of ``COMPRESSIONS``, for the tables written from now on (see
+        the module docstring); a store's tables are readable whichever wrote them."""
         import plyvel
+
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}")
 
         self.suite = suite
         self.path = path
@@ -383,7 +387,8 @@ class LevelDBStore:
             self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
                                 write_buffer_size=WRITE_BUFFER_BYTES,
                                 bloom_filter_bits=BLOOM_BITS_PER_KEY,
-                                compression=compression, max_file_size=TABLE_FILE_BYTES,
+                                compression=None if compression == "none" else compression,
+                                max_file_size=TABLE_FILE_BYTES,
                                 max_open_files=tables_open_budget())
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
