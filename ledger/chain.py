@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import zip_longest
 
 from ledger.block import (
@@ -65,6 +65,9 @@ class Pending:
     execution: BlockExecution
     state_nodes: dict[bytes, bytes]
     parent: Pending | None
+    # Internal nodes of the parent's state tree that this block's update replaced: the
+    # tree's cache drops them once the block is appended.
+    superseded_nodes: set[bytes] = field(default_factory=set)
 
     @property
     def header(self) -> BlockHeader:
@@ -333,8 +336,11 @@ class Chain:
             self.suite, self.chain_id, block, self._layered_get(parent),
             self._layered_index(parent), self.registry, self._layered_seen(parent), signature_ok,
         )
-        state_root, nodes = self.tree(parent).update(base.state_root, execution.state_changes)
-        pending = Pending(block=block, execution=execution, state_nodes=nodes, parent=parent)
+        superseded: set[bytes] = set()
+        state_root, nodes = self.tree(parent).update(
+            base.state_root, execution.state_changes, superseded)
+        pending = Pending(block=block, execution=execution, state_nodes=nodes, parent=parent,
+                          superseded_nodes=superseded)
         return pending, result_root(self.suite, execution.results), state_root
 
     def propose(
@@ -408,7 +414,7 @@ class Chain:
             ))
         self.store.append_many(commits)
         for pending, _ in blocks:
-            self._tree.remember_persisted(pending.state_nodes)
+            self._tree.remember_persisted(pending.state_nodes, pending.superseded_nodes)
 
     def result_of(self, tx_id: bytes) -> tuple[int, int, TxResult] | None:
         loc = self.store.get_tx_location(tx_id)

@@ -100,7 +100,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
@@ -240,6 +240,19 @@ class _NodeCache:
             if node_hash not in known:
                 self._admit(node_hash, record, _INTERNAL_ENTRY_BYTES)
 
+    def forget(self, hashes: Iterable[bytes]) -> None:
+        """Drop these entries (nodes an update superseded): the budget then holds the live
+        tree, and a turnover no longer pushes live nodes out to make room for dead ones."""
+        young, old = self.young, self.old
+        for node_hash in hashes:
+            entry = young.pop(node_hash, None)
+            if entry is not None:
+                self.young_bytes -= _cached_size(entry)
+                continue
+            entry = old.pop(node_hash, None)
+            if entry is not None:
+                self.old_bytes -= _cached_size(entry)
+
     def _admit(self, node_hash: bytes, entry: bytes | _Leaf, size: int) -> None:
         if self.young_bytes + size > self.half:
             self._turn_over()
@@ -344,6 +357,7 @@ class SparseMerkleTree:
         # nodes took 40 % more memory and gave every full garbage collection 2 objects per
         # node to walk; bytes are not tracked by the collector.
         self._cache = _NodeCache(cache_bytes_max)
+        self._superseded: set[bytes] | None = None  # collects for update() while it runs
 
     # -- node store access ------------------------------------------------
 
@@ -363,14 +377,21 @@ class SparseMerkleTree:
         self._cache.put(node_hash, record if isinstance(node, _Internal) else node)
         return node
 
-    def remember_persisted(self, nodes: Mapping[bytes, bytes]) -> None:
-        """Cache the internal nodes of an update once the caller has persisted them.
+    def remember_persisted(
+        self, nodes: Mapping[bytes, bytes], superseded: Iterable[bytes] = ()
+    ) -> None:
+        """Cache the internal nodes of an update once the caller has persisted them, and
+        drop from the cache the ``superseded`` nodes that update replaced.
 
         The next block's update walks down through exactly these nodes; without this
         each would be read back from the store and re-hashed. Only internal records are
         taken (decoding them is slicing); they were made by :meth:`update`, so their
-        hashes are right by construction.
+        hashes are right by construction. A superseded node is still in the store (it
+        belongs to the older states) but no longer on any path of the new state, so
+        holding it would only crowd live nodes out of the budget: with them dropped, a
+        chain whose live tree fits the budget reads no node from the store at all.
         """
+        self._cache.forget(superseded)
         self._cache.put_internals(nodes)
 
     def _decode(self, node_hash: bytes, record: bytes) -> _Node:
@@ -480,7 +501,10 @@ class SparseMerkleTree:
     # -- updates ------------------------------------------------------------
 
     def update(
-        self, root: bytes, changes: Mapping[bytes, bytes | None]
+        self,
+        root: bytes,
+        changes: Mapping[bytes, bytes | None],
+        superseded: set[bytes] | None = None,
     ) -> tuple[bytes, dict[bytes, bytes]]:
         """Apply ``changes`` (None deletes) to ``root`` at once.
 
@@ -488,7 +512,10 @@ class SparseMerkleTree:
         node this update created, except where a change left a position as it
         was (an overwrite with the same value, deleting an absent key). A
         returned node may already be in the store from an older state; writing
-        it again is harmless because records are content-addressed.
+        it again is harmless because records are content-addressed. If
+        ``superseded`` is given, the hashes of the nodes of ``root``'s tree that
+        the new tree no longer holds (internal nodes on changed paths, leaves of
+        changed keys) are added to it, for :meth:`remember_persisted`.
         Raises TypeError/ValueError for a bad root, key or value before
         reading anything, and CorruptionError as described on the class.
         """
@@ -506,7 +533,11 @@ class SparseMerkleTree:
         out: dict[bytes, bytes] = {}
         if not batch:
             return root, out
-        new_root, _ = self._update(root, EMPTY_ROOT, 0, batch, 0, len(batch), out)
+        self._superseded = superseded
+        try:
+            new_root, _ = self._update(root, EMPTY_ROOT, 0, batch, 0, len(batch), out)
+        finally:
+            self._superseded = None
         return new_root, out
 
     def _update(
@@ -535,6 +566,10 @@ class SparseMerkleTree:
             right = self._update(node.right, node.left, depth + 1, batch, mid, hi, out)
         if left[0] == node.left and right[0] == node.right:
             return node_hash, _INTERNAL
+        if self._superseded is not None:
+            # A child changed, so this node's hash is gone from the new tree: no node can
+            # sit at two positions, since every leaf below one commits to its own path.
+            self._superseded.add(node_hash)
         return self._join(left, right, out)
 
     def _join(
@@ -579,16 +614,21 @@ class SparseMerkleTree:
             if old_path != -1 and old_path < path:
                 leaves.append((old_path, old_hash))
                 old_path = -1
-            if path == old_path:
+            replaces = path == old_path
+            if replaces:
                 if key != old_key:
                     raise ValueError(f"keys {key!r} and {old_key!r} have the same key hash")
                 old_path = -1
             if value is None:
+                if replaces and self._superseded is not None:
+                    self._superseded.add(old_hash)
                 continue
             record = _LEAF_TAG + _LEAF_HEADER.pack(len(key)) + key + value
             leaf_hash = self._h(_LEAF_TAG + key_hash + self._h(value))
             if leaf_hash != old_hash:
                 out[leaf_hash] = record
+                if replaces and self._superseded is not None:
+                    self._superseded.add(old_hash)
             leaves.append((path, leaf_hash))
         if old_path != -1:
             leaves.append((old_path, old_hash))
