@@ -200,7 +200,8 @@ class Node:
                                   compression=config.compression)
         try:
             self.registry = build_registry()
-            self.chain = Chain(self.store, self.genesis, self.registry)
+            self.chain = Chain(self.store, self.genesis, self.registry,
+                               state_cache_bytes=config.state_cache_mb << 20)
             self.replica = Replica(self.chain, self.key, ReplicaConfig.from_genesis(
                 self.genesis, mempool_max=config.mempool_max))
         except BaseException:

@@ -47,7 +47,7 @@ from ledger.codec import decode, decode_value, encode_value, to_value
 from ledger.errors import CorruptionError, DecodeError, InputError, TxRejected
 from ledger.execution import BlockExecution, Registry, StateView, execute_block
 from ledger.genesis import Genesis, genesis_block, initial_state
-from ledger.state import EMPTY_ROOT, SparseMerkleTree
+from ledger.state import CACHE_BYTES_DEFAULT, EMPTY_ROOT, SparseMerkleTree
 from ledger.store import BlockCommit, MemoryStore, Store
 from ledger.tx import Transaction
 
@@ -203,14 +203,16 @@ def _decode_set(raw: bytes) -> ValidatorSet:
 
 
 class Chain:
-    def __init__(self, store: Store, genesis: Genesis, registry: Registry) -> None:
+    def __init__(self, store: Store, genesis: Genesis, registry: Registry,
+                 state_cache_bytes: int = CACHE_BYTES_DEFAULT) -> None:
         self.store = store
         self.genesis = genesis
         self.suite = genesis.crypto
         self.chain_id = genesis.chain_id
         self.registry = registry
         self._nodes = _Nodes(store)
-        self._tree = SparseMerkleTree(self.suite.hash, self._nodes)
+        self._tree = SparseMerkleTree(self.suite.hash, self._nodes,
+                                      cache_bytes_max=state_cache_bytes)
         if promote_validators not in registry._begin_hooks:
             registry.on_begin_block(promote_validators)
         expected = genesis_block(genesis, self._genesis_root())

@@ -125,6 +125,11 @@ _EMPTY, _LEAF, _INTERNAL, _UNKNOWN = range(4)
 
 # Rough per-entry overhead of a cached node, in bytes, for the cache budget.
 _CACHE_ENTRY_OVERHEAD_BYTES = 200
+# The node cache's default budget. A live tree of n keys has about n internal nodes
+# (~265 bytes each, counted) plus the leaves read; while it fits in half the budget an
+# update reads no internal node from the store. 256 MiB keeps ~200k keys' trees whole;
+# nodes set it in node.toml ([storage] state_cache_mb).
+CACHE_BYTES_DEFAULT = 256 << 20
 
 
 class NodeReader(Protocol):
@@ -343,7 +348,7 @@ class SparseMerkleTree:
         nodes: NodeReader,
         *,
         verify_nodes: bool = True,
-        cache_bytes_max: int = 64 << 20,
+        cache_bytes_max: int = CACHE_BYTES_DEFAULT,
     ) -> None:
         if len(h(b"")) != HASH_BYTES:
             raise ValueError(f"the hash function must return {HASH_BYTES} bytes")

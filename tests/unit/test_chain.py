@@ -51,6 +51,37 @@ def test_anchor_commits_and_is_readable(devnet: Devnet) -> None:
     assert chain.result_of(tx.tx_id(chain.suite)) == (1, 0, result)
 
 
+def test_state_cache_budget_is_the_chains_to_set(devnet: Devnet) -> None:
+    """Goal: an operator's state_cache_mb reaches the state tree: with a budget, reading
+    the state back after a block reads no tree node from the store; with none (0), every
+    read walks the store.
+    Method: one block of 20 anchors on a node-read-counting memory store, then each
+    anchor's record read twice from the state tree at height 1, under the default budget
+    and under 0."""
+    from ledger.store import MemoryStore
+
+    class Counting(MemoryStore):
+        reads = 0
+
+        def get_node(self, node_hash: bytes) -> bytes | None:
+            Counting.reads += 1
+            return super().get_node(node_hash)
+
+    for budget, cached in ((None, True), (0, False)):
+        store = Counting(devnet.genesis.crypto)
+        chain = (Chain(store, devnet.genesis, ledger_registry()) if budget is None
+                 else Chain(store, devnet.genesis, ledger_registry(), state_cache_bytes=budget))
+        txs = [anchor_tx(devnet, "市场监督管理局", digest(f"c{i}"), nonce=i + 1)
+               for i in range(20)]
+        assert all(r.ok for r in run_block(devnet, chain, txs, T0 + 1000))
+        for i in range(20):
+            chain.state_at(1, evidence.evidence_key(digest(f"c{i}")))
+        Counting.reads = 0
+        for i in range(20):
+            assert chain.state_at(1, evidence.evidence_key(digest(f"c{i}"))) is not None
+        assert (Counting.reads == 0) is cached, (budget, Counting.reads)
+
+
 def test_failed_transactions_change_nothing_and_say_why(devnet: Devnet) -> None:
     """Goal: each kind of bad transaction fails alone with a reason; the block still commits.
     Method: one block mixing a good anchor with a stranger's, a duplicate digest, an expired

@@ -112,7 +112,7 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
         'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
         "mempool_max = 100000", "[log]", 'level = "INFO"', "[storage]",
-        'compression = "none"',
+        'compression = "none"', "state_cache_mb = 256",
     ]
 
 
@@ -326,6 +326,7 @@ mempool_max = 100000
 level = "INFO"
 [storage]
 compression = "none"
+state_cache_mb = 256
 """
 
 
@@ -357,9 +358,10 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
     assert (config.host, config.port, config.log_level) == ("127.0.0.1", 9000, "DEBUG")
     assert (config.tx_bytes_max, config.sender_rate_per_s, config.sender_burst,
             config.mempool_max) == (65536, 200, 400, 100_000)
-    assert config.compression == "none"
-    path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\n')
-    assert load_node_config(path).compression == "snappy"
+    assert (config.compression, config.state_cache_mb) == ("none", 256)
+    path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\nstate_cache_mb = 0\n')
+    assert (load_node_config(path).compression, load_node_config(path).state_cache_mb) == (
+        "snappy", 0)
 
 
 @pytest.mark.parametrize(
@@ -384,6 +386,9 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
         ('level = "INFO"', 'level = "LOUD"', ["log.level", "LOUD", "INFO"]),
         ('compression = "none"', 'compression = "zstd"',
          ["storage.compression", "zstd", "none, snappy"]),
+        ("state_cache_mb = 256", "state_cache_mb = -1", ["storage.state_cache_mb", "out of range"]),
+        ("state_cache_mb = 256", 'state_cache_mb = "1G"',
+         ["storage.state_cache_mb", "expected an integer"]),
     ],
 )
 def test_node_config_errors_name_file_and_key(
