@@ -506,14 +506,13 @@ class Replica:
         return True
 
     def _can_propose(self) -> bool:
+        # Asked several times per event (the timer's deadline, the proposer): one slot's
+        # lookup, not a set of every slot's height.
+        slot = self.slots.get(self.executed + 1)
         return (self.vc_target is None and self.primary() == self.me
                 and self.executed >= self.catchup_target
-                and self.executed + 1 not in self.slots_with_pre_prepare()
+                and (slot is None or (slot.pre_prepare is None and slot.waiting is None))
                 and self.in_watermarks(self.executed + 1))
-
-    def slots_with_pre_prepare(self) -> set[int]:
-        return {h for h, s in self.slots.items()
-                if s.pre_prepare is not None or s.waiting is not None}
 
     def _batch_deadline(self) -> int | None:
         if not self.mempool or not self._can_propose():
