@@ -29,6 +29,7 @@ and re-checks every link, root, commit certificate and the final state.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import zip_longest
@@ -51,6 +52,8 @@ from ledger.state import CACHE_BYTES_DEFAULT, EMPTY_ROOT, SparseMerkleTree
 from ledger.store import BlockCommit, MemoryStore, Store
 from ledger.tx import Transaction
 
+# How many heights' validator sets validators_for remembers (a few checkpoint windows).
+_COMMITTED_SETS_MAX = 256
 VALIDATORS_KEY = b"sys/validators"
 NEXT_VALIDATORS_KEY = b"sys/validators/next"
 # Effective heights of every validator-set change so far (a list, canonical msgpack).
@@ -213,6 +216,8 @@ class Chain:
         self._nodes = _Nodes(store)
         self._tree = SparseMerkleTree(self.suite.hash, self._nodes,
                                       cache_bytes_max=state_cache_bytes)
+        # height -> the set certifying it, for heights whose parent is committed.
+        self._committed_sets: OrderedDict[int, ValidatorSet] = OrderedDict()
         if promote_validators not in registry._begin_hooks:
             registry.on_begin_block(promote_validators)
         expected = genesis_block(genesis, self._genesis_root())
@@ -271,13 +276,24 @@ class Chain:
             parent = parent.parent
         if parent is not None and parent.header.height == height - 1:
             return validators_from_state(self._layered_get(parent), height)
+        # From committed state, which never changes: remembered per height. Every vote's
+        # check asks, and a late vote for an older height read the set through the state
+        # tree of that height's parent.
+        known = self._committed_sets.get(height)
+        if known is not None:
+            return known
         if height - 1 == self.store.head_height():
-            return validators_from_state(self.store.get_state, height)
-        header = self.store.get_header(height - 1)
-        if header is None:
-            raise InputError(f"no block at height {height - 1}")
-        tree = self.tree()
-        return validators_from_state(lambda k: tree.get(header.state_root, k), height)
+            found = validators_from_state(self.store.get_state, height)
+        else:
+            header = self.store.get_header(height - 1)
+            if header is None:
+                raise InputError(f"no block at height {height - 1}")
+            tree = self.tree()
+            found = validators_from_state(lambda k: tree.get(header.state_root, k), height)
+        self._committed_sets[height] = found
+        if len(self._committed_sets) > _COMMITTED_SETS_MAX:
+            self._committed_sets.popitem(last=False)
+        return found
 
     def reader(self, pending: Pending | None = None) -> Callable[[bytes], bytes | None]:
         """Read the latest state as of ``pending`` (the committed head when None)."""
