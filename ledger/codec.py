@@ -529,6 +529,21 @@ def _strict_equal(a: object, b: object) -> bool:
     return a == b
 
 
+def _interned_equal(hit: list[object], v: object, mode: int) -> bool:
+    """Whether ``v`` strictly equals the value ``hit`` was decoded from. Two values that
+    decode_value returned are in canonical order, and msgpack tells every type apart
+    (bool from int, str from bytes), so they are strictly equal iff they pack to the same
+    bytes: one pack in C instead of a walk in Python (a ``cert.issue`` transaction is a
+    few dozen values; the walk was ~4 % of a node's event loop). A value that was not in
+    canonical order at first packs differently and is simply converted again."""
+    if mode == _CANONICAL:
+        packed = hit[2]
+        if packed is None:
+            packed = hit[2] = _pack(hit[0])
+        return _pack(v) == packed
+    return _strict_equal(hit[0], v)
+
+
 def _dataclass_converter(cls: type) -> Converter:
     names = tuple(f.name for f in _fields(cls))
     known = frozenset(names)
@@ -540,7 +555,8 @@ def _dataclass_converter(cls: type) -> Converter:
     # twice (gossip, then the proposal), and the second time skips conversion and
     # validation and keeps the first copy's memoised id.
     intern: str | None = getattr(cls, "__codec_intern__", None)
-    interned: OrderedDict[bytes, tuple[dict[str, object], object]] = OrderedDict()
+    # key -> [the plain value, the instance, the value's packed bytes once asked for]
+    interned: OrderedDict[bytes, list[object]] = OrderedDict()
 
     def convert(v: object, mode: int) -> object:
         nonlocal convs
@@ -549,7 +565,7 @@ def _dataclass_converter(cls: type) -> Converter:
         key = v.get(intern) if intern is not None and mode != _JSON else None
         if type(key) is bytes and key:
             hit = interned.get(key)
-            if hit is not None and _strict_equal(hit[0], v):
+            if hit is not None and _interned_equal(hit, v, mode):
                 return hit[1]
         else:
             key = None
@@ -574,7 +590,7 @@ def _dataclass_converter(cls: type) -> Converter:
         if validate is not None:
             obj.validate()
         if key is not None:
-            interned[key] = (v, obj)
+            interned[key] = [v, obj, None]
             if len(interned) > INTERN_MAX:
                 interned.popitem(last=False)
         return obj
