@@ -68,8 +68,9 @@ class Pending:
     execution: BlockExecution
     state_nodes: dict[bytes, bytes]
     parent: Pending | None
-    # Internal nodes of the parent's state tree that this block's update replaced: the
-    # tree's cache drops them once the block is appended.
+    # Nodes of the parent's state tree that this block's update replaced (internal nodes
+    # on changed paths, leaves of changed keys): the tree's cache drops them once the
+    # block is appended.
     superseded_nodes: set[bytes] = field(default_factory=set)
 
     @property

@@ -91,7 +91,9 @@ leaf), never O(n) (measured: 3,000 changes in 100,000 keys, 22.5k reads and
 is checked against its hash: one more hash per internal node, three per leaf.
 A bounded cache keeps decoded, verified nodes, so hot nodes are neither
 re-read nor re-verified (:class:`_NodeCache`: two generations of plain dicts, an
-approximate LRU that costs one dict lookup per hit). Keys whose hashes share a
+approximate LRU that costs one dict lookup per hit); the nodes an update
+supersedes leave it when the caller remembers the update, so while the live tree
+fits half the budget no internal node is read from the store twice. Keys whose hashes share a
 b-bit prefix (which costs an attacker about 2**(b/2) work to find) lengthen
 their paths to b + 1, never beyond 256.
 """
