@@ -396,7 +396,8 @@ class SparseMerkleTree:
         hashes are right by construction. A superseded node is still in the store (it
         belongs to the older states) but no longer on any path of the new state, so
         holding it would only crowd live nodes out of the budget: with them dropped, a
-        chain whose live tree fits the budget reads no node from the store at all.
+        chain whose live tree fits half the budget reads no internal node from the store
+        again (leaves that new keys split are still read once each).
         """
         self._cache.forget(superseded)
         self._cache.put_internals(nodes)
