@@ -203,7 +203,8 @@ class Node:
             self.chain = Chain(self.store, self.genesis, self.registry,
                                state_cache_bytes=config.state_cache_mb << 20)
             self.replica = Replica(self.chain, self.key, ReplicaConfig.from_genesis(
-                self.genesis, mempool_max=config.mempool_max))
+                self.genesis, mempool_max=config.mempool_max,
+                pipeline_depth=config.pipeline_depth))
         except BaseException:
             self.store.close()
             raise
@@ -281,7 +282,7 @@ class Node:
         return self.limits
 
     def is_pending(self, tx_id: bytes) -> bool:
-        return tx_id in self.replica.mempool
+        return self.replica.holds(tx_id)
 
     def status(self) -> dict[str, Any]:
         self._refresh_gauges()
@@ -301,7 +302,7 @@ class Node:
             "peers": len(self.transport.connected()),
             "peers_connected": sorted(names.get(k, k.hex()[:16]) for k in
                                       self.transport.connected()),
-            "mempool": len(r.mempool), "stable_checkpoint": r.stable,
+            "mempool": r.pool_size, "stable_checkpoint": r.stable,
             "view_changes": r.stats["view_changes"], "time": now_ms(),
         }
 
@@ -313,7 +314,7 @@ class Node:
         self.admission.check(
             tx, tx_id, now_ms(), self.chain.state_get,
             executed=lambda i: self.store.get_tx_location(i) is not None,
-            pending=lambda i: i in self.replica.mempool or i in self.submitted_at)
+            pending=lambda i: self.replica.holds(i) or i in self.submitted_at)
         if not await self._signature_ok(tx):
             raise Rejection(401, "bad_signature",
                             "the signature does not verify for the sender key")
@@ -374,7 +375,7 @@ class Node:
                         f"transactions or signed reads ordered; send them to a validator: {urls}")
 
     def _read_used(self, tx_id: bytes) -> bool:
-        return (self.store.get_tx_location(tx_id) is not None or tx_id in self.replica.mempool
+        return (self.store.get_tx_location(tx_id) is not None or self.replica.holds(tx_id)
                 or tx_id in self.submitted_at)
 
     # -- peers -----------------------------------------------------------------------------------

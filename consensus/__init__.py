@@ -9,7 +9,7 @@ when n = 3f + 1 — so any two quorums share an honest validator. The primary
 of view v is validator ``v mod n``. One PBFT sequence number is one block
 height; a "request" is a batch of transactions (the block body).
 
-Message flow (normal case, one block in flight). The primary takes a batch
+Message flow (normal case). The primary takes a batch
 from its mempool (transactions are gossiped to every validator on arrival),
 executes it speculatively on top of the last committed block and broadcasts
 PRE-PREPARE(v, n, block): the block header carries the resulting tx, result
@@ -28,10 +28,21 @@ COMMITs it has *committed*: the block and the quorum's commit signatures
 answered, and the primary proposes the next height. Votes that can change
 nothing any more — a PREPARE once this replica has sent its COMMIT for that
 height and view, any PREPARE or COMMIT for a height already executed — are
-dropped before their signature is checked. A backup accepts a
-pre-prepare for height n + 1 only after committing n; this "one block in
-flight" rule keeps the chain of blocks and PBFT's sequence numbers aligned
-through view changes (a prepared block always extends a committed one).
+dropped before their signature is checked.
+
+Blocks in flight (``pipeline_depth``, node.toml ``[consensus]``, 1 by
+default). With 1, a replica takes a pre-prepare for height n + 1 only after
+executing n. With d > 1 the primary proposes n + 1 as soon as it is prepared
+at n, on top of n's speculative execution, and a replica takes a pre-prepare
+for n + 1 (up to d above its head) once it is itself prepared at n in the
+same view and n changes neither the settings nor the validator set; blocks
+still commit and are appended strictly in order. Because a correct replica
+votes for n + 1 only when prepared at its parent, a prepared certificate for
+n + 1 has f + 1 correct replicas prepared at n behind it, so the prepared
+certificates a view change collects link into a chain
+(:mod:`consensus.newview`). A COMMIT for height c proves only that its
+sender executed c - 8 (the most any replica may have in flight), which is
+all state transfer infers from it.
 
 Checkpoints. After every K-th block (genesis ``checkpoint_interval``) each
 validator broadcasts CHECKPOINT(n, state_root, d); a quorum of matching ones
@@ -45,14 +56,15 @@ View change. A validator holding a transaction it has not seen executed runs
 a timer, restarted whenever a block commits. When it fires, the validator
 stops accepting normal-case messages and broadcasts VIEW-CHANGE(v + 1):
 its stable checkpoint with proof, the commit certificate of its last
-executed block, and its prepared certificate for the next height, if any
-(prepared, not only committed: forgetting these loses committed blocks).
+executed block, and its prepared certificates for the heights above it, as
+far as they run (prepared, not only committed: forgetting these loses
+committed blocks).
 A validator joins a higher view early only on the word of f + 1 others —
 one replica announcing a huge view number moves nobody. Once a quorum asks
 for the same view the view-change timer runs; if no NEW-VIEW arrives in time
 the validator asks for the next view and doubles the timeout. The new
 primary, with a quorum of VIEW-CHANGEs, sends NEW-VIEW carrying them and the
-block it must re-propose: a pure function of those messages
+blocks it must re-propose, height by height: a pure function of those messages
 (:func:`consensus.newview.select`) that every backup recomputes.
 
 State transfer. A replica that learns from f + 1 others (statuses,
@@ -72,12 +84,12 @@ certificate is judged against the set of its own height.
 
 What is persisted, when, and why (``Persist`` effects, synced before the
 messages that depend on them leave): the current view and view-change
-target, before a VIEW-CHANGE; the vote (view, height, digest, phase),
-before a PREPARE or COMMIT — after a restart a replica never votes for a
-different digest at the same view and height; the prepared certificate,
-before the COMMIT — so a VIEW-CHANGE after a restart still carries it; the
-primary's own pre-prepare, before sending it — so a restarted primary
-re-offers the same block, never another; and the last NEW-VIEW, to show
+target, before a VIEW-CHANGE; per height in flight, the vote (view, height,
+digest, phase), before a PREPARE or COMMIT — after a restart a replica never
+votes for a different digest at the same view and height; the prepared
+certificate, before the COMMIT — so a VIEW-CHANGE after a restart still
+carries it; the primary's own pre-prepare, before sending it — so a restarted
+primary re-offers the same blocks, never others; and the last NEW-VIEW, to show
 replicas that missed it. Blocks are appended, atomically with their state
 changes, before any client is told they committed.
 """

@@ -86,29 +86,34 @@ class PreparedCert:
 
 @dataclass(frozen=True, slots=True)
 class ViewChange:
-    """VIEW-CHANGE(v+1, s, C, P) adapted to one block in flight.
+    """VIEW-CHANGE(v+1, s, C, P) adapted to a few blocks in flight.
 
     ``stable_height``/``checkpoint_proof`` are PBFT's s and C. Instead of a
     prepared certificate for every height above s, a replica sends the commit
     certificate of the highest block it executed (``last_cert``) — which
-    proves that block final — plus the prepared certificate for the one height
-    above it, if it is prepared there (``prepared``).
+    proves that block final — plus its prepared certificates for the heights
+    right above it (``prepared``: consecutive from ``last_cert``'s height + 1,
+    as many as the replica has in flight; empty when it is prepared at none).
     """
 
     new_view: int
     stable_height: int
     checkpoint_proof: list[Checkpoint]
     last_cert: CommitCertificate | None
-    prepared: PreparedCert | None
+    prepared: list[PreparedCert]
     sender: bytes
     sig: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
 class NewView:
+    """NEW-VIEW(v, V, O): ``pre_prepares`` re-propose, in the new view, the prepared
+    blocks that :func:`consensus.newview.select` picks from ``view_changes`` (consecutive
+    heights above the highest committed one; none when no VIEW-CHANGE carries one)."""
+
     view: int
     view_changes: list[ViewChange]
-    pre_prepare: PrePrepare | None
+    pre_prepares: list[PrePrepare]
     sender: bytes
     sig: bytes = b""
 

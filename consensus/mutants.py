@@ -8,9 +8,13 @@ and fails if any mutant survives its seed budget.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from consensus.effects import Effect
 from consensus.messages import Commit, Message, PreparedCert
-from consensus.replica import Replica
+from consensus.replica import Replica, ReplicaConfig
+from ledger.chain import Chain
+from ledger.crypto import PrivateKey
 
 
 class CommitQuorumMinusOne(Replica):
@@ -23,8 +27,20 @@ class CommitQuorumMinusOne(Replica):
 class DropPreparedCertificates(Replica):
     """VIEW-CHANGE forgets prepared (not yet committed) certificates."""
 
-    def prepared_for_view_change(self) -> PreparedCert | None:
-        return None
+    def prepared_for_view_change(self) -> list[PreparedCert]:
+        return []
+
+
+class DropPipelinedCertificates(Replica):
+    """VIEW-CHANGE carries the prepared certificate of the next height only, forgetting
+    those of the blocks in flight above it (a bug only a pipelining replica can have: this
+    one keeps two heights in flight, whatever the seed's configuration)."""
+
+    def __init__(self, chain: Chain, key: PrivateKey, config: ReplicaConfig) -> None:
+        super().__init__(chain, key, replace(config, pipeline_depth=2))
+
+    def prepared_for_view_change(self) -> list[PreparedCert]:
+        return super().prepared_for_view_change()[:1]
 
 
 class SkipSignatureCheck(Replica):
@@ -54,6 +70,7 @@ class NoPersistBeforeSend(Replica):
 MUTANTS: dict[str, type[Replica]] = {
     "commit_quorum_2f": CommitQuorumMinusOne,
     "drop_prepared_certs": DropPreparedCertificates,
+    "drop_pipelined_certs": DropPipelinedCertificates,
     "skip_signature_check": SkipSignatureCheck,
     "watermark_off_by_one": WatermarkOffByOne,
     "no_persist_before_send": NoPersistBeforeSend,

@@ -5,13 +5,25 @@ order they arrived in cannot change its result — a property test checks
 this). Every backup recomputes it from the VIEW-CHANGEs carried in a
 NEW-VIEW and rejects the NEW-VIEW if the primary's choice differs.
 
-Rule (PBFT's, for one block in flight): ``committed`` is the highest height
-any VIEW-CHANGE proves final with a commit certificate; blocks up to it are
-fetched by state transfer, never re-voted. At ``committed + 1`` the new view
-must re-propose the block of the prepared certificate with the highest view,
-if any VIEW-CHANGE carries one there; with none, the new primary is free to
-propose a fresh block. Ties in view (impossible with at most f faulty
-replicas) break on the digest so the result stays deterministic.
+Rule (PBFT's, for a few blocks in flight): ``committed`` is the highest
+height any VIEW-CHANGE proves final with a commit certificate; blocks up to it
+are fetched by state transfer, never re-voted. From ``committed + 1`` upwards,
+height by height, the new view must re-propose the block of the prepared
+certificate with the highest view, while some VIEW-CHANGE carries one at that
+height and its block links to the block chosen below it; at the first height
+with none, the new primary is free to propose fresh blocks. Ties in view
+(impossible with at most f faulty replicas) break on the digest, then on the
+encoded pre-prepare, so the result stays deterministic.
+
+Why a run of heights is safe (the replica's pipelining rule): a correct replica
+accepts a pre-prepare for height h + 1 only once it is itself prepared at h in
+the same view, on the block the new one extends. A prepared certificate for
+h + 1 in view v therefore has f + 1 correct replicas behind it that were
+prepared at h in view v on its parent, so any quorum of VIEW-CHANGEs holds a
+certificate at h of view v or later, and (PBFT's lemma) every such
+certificate is for that parent: the highest-view certificates at consecutive
+heights always link, and the "links" check only ever cuts off what no correct
+replica can have committed.
 """
 
 from __future__ import annotations
@@ -35,8 +47,18 @@ Verify = Callable[[bytes, str, bytes, bytes], bool]  # (public key, purpose, mes
 class Selection:
     min_stable: int  # highest stable checkpoint among the VIEW-CHANGEs
     committed: int  # highest height proven committed
-    reproposal: PrePrepare | None  # the pre-prepare to re-propose at committed + 1
-    digest: bytes | None
+    reproposals: tuple[PrePrepare, ...]  # to re-propose at committed + 1, + 2, ...
+    digests: tuple[bytes, ...]  # their blocks' digests
+
+    @property
+    def reproposal(self) -> PrePrepare | None:
+        """The pre-prepare to re-propose at ``committed + 1``, if any."""
+        return self.reproposals[0] if self.reproposals else None
+
+
+# The most prepared certificates a VIEW-CHANGE may carry (blocks in flight above its last
+# committed one): bounds what a faulty replica can make the others check.
+PREPARED_MAX = 8
 
 
 def executed_height(vc: ViewChange) -> int:
@@ -48,20 +70,30 @@ def select(view_changes: Iterable[ViewChange], digest_of: Callable[[Block], byte
     assert vcs, "select needs at least one VIEW-CHANGE"
     min_stable = max(vc.stable_height for vc in vcs)
     committed = max(executed_height(vc) for vc in vcs)
-    best: tuple[int, bytes, bytes, PrePrepare] | None = None
+    # The committed block's hash (every certificate at that height names the same block
+    # unless a quorum signed two; the largest pair keeps the choice order-free).
+    top = max(((c.height, c.block_hash) for vc in vcs if (c := vc.last_cert) is not None),
+              default=None)
+    prev = top[1] if top is not None and top[0] == committed else None
+    by_height: dict[int, list[PrePrepare]] = {}
     for vc in vcs:
-        p = vc.prepared
-        if p is None or p.pre_prepare.height != committed + 1:
-            continue
+        for p in vc.prepared:
+            if p.pre_prepare.height > committed:
+                by_height.setdefault(p.pre_prepare.height, []).append(p.pre_prepare)
+    chosen: list[PrePrepare] = []
+    digests: list[bytes] = []
+    height = committed + 1
+    while height in by_height:
         # Highest view wins; the digest and then the whole encoded pre-prepare break ties,
         # so the result never depends on the order the VIEW-CHANGEs arrived in.
-        pp = p.pre_prepare
-        candidate = (pp.view, digest_of(pp.block), encode(pp), pp)
-        if best is None or candidate[:3] > best[:3]:
-            best = candidate
-    if best is None:
-        return Selection(min_stable, committed, None, None)
-    return Selection(min_stable, committed, best[3], best[1])
+        pp = max(by_height[height], key=lambda p: (p.view, digest_of(p.block), encode(p)))
+        if prev is not None and pp.block.header.prev_hash != prev:
+            break
+        prev = digest_of(pp.block)
+        chosen.append(pp)
+        digests.append(prev)
+        height += 1
+    return Selection(min_stable, committed, tuple(chosen), tuple(digests))
 
 
 def check_prepared_cert(
@@ -158,11 +190,15 @@ def check_view_change(
         why = check_commit_cert(vc.last_cert, chain_id, set_for(vc.last_cert.height), verify)
         if why:
             return why
-    if vc.prepared is not None:
-        if vc.prepared.pre_prepare.height != executed_height(vc) + 1:
-            return "prepared certificate is not for the height after the last committed one"
-        why = check_prepared_cert(vc.prepared, set_for(vc.prepared.pre_prepare.height), verify,
-                                  digest_of, vc.new_view, body_ok)
+    if len(vc.prepared) > PREPARED_MAX:
+        return f"more than {PREPARED_MAX} prepared certificates"
+    for i, cert in enumerate(vc.prepared):
+        height = cert.pre_prepare.height
+        if height != executed_height(vc) + 1 + i:
+            return ("prepared certificates are not for consecutive heights after the last "
+                    "committed one")
+        why = check_prepared_cert(cert, set_for(height), verify, digest_of, vc.new_view,
+                                  body_ok)
         if why:
             return why
     return None

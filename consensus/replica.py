@@ -51,7 +51,7 @@ from consensus.messages import (
     sign,
     signing_bytes,
 )
-from consensus.newview import Selection, check_view_change, select
+from consensus.newview import PREPARED_MAX, Selection, check_view_change, select
 from ledger.block import (
     COMMIT_PURPOSE,
     Block,
@@ -71,15 +71,39 @@ from ledger.tx import Transaction
 
 log = logging.getLogger("govledger.consensus")
 
-# Persisted consensus-state keys (Store.put_consensus).
+# Persisted consensus-state keys (Store.put_consensus). Votes, prepared certificates and
+# the primary's own pre-prepares are kept per height in flight, under one of PREPARED_MAX
+# keys each (height mod PREPARED_MAX): at most that many heights are ever in flight, so a
+# key is only overwritten once its height is executed, and the keys never grow in number.
 K_VIEW = b"view"
+K_NEW_VIEW = b"new_view"
+# Before pipelining, one of each (the height after the last executed one): still read, so
+# a node upgraded right after a crash keeps its word.
 K_VOTE = b"vote"
 K_PREPARED = b"prepared"
 K_PRE_PREPARE = b"pre_prepare"
-K_NEW_VIEW = b"new_view"
+
+
+def vote_key(height: int) -> bytes:
+    return b"vote/%d" % (height % PREPARED_MAX)
+
+
+def prepared_key(height: int) -> bytes:
+    return b"prepared/%d" % (height % PREPARED_MAX)
+
+
+def pre_prepare_key(height: int) -> bytes:
+    return b"pre_prepare/%d" % (height % PREPARED_MAX)
 
 
 FETCH_WINDOW = 2  # ranges of fetch_blocks_max blocks in flight during state transfer
+
+# A COMMIT for height c proves only that its sender executed c - COMMIT_LEAD: a replica
+# votes up to pipeline_depth heights above its last executed block, and the depth is each
+# node's own setting (at most PREPARED_MAX). Believing more — c - 1, right for one block
+# in flight — had a pipelining network fetch blocks nobody had committed yet, and a
+# primary stop proposing until it "caught up".
+COMMIT_LEAD = PREPARED_MAX
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,16 @@ class ReplicaConfig:
     fetch_timeout_ms: int = 2000
     fetch_blocks_max: int = 64
     mempool_max: int = 100_000
+    # Heights in flight at once: with 2 or more the primary proposes height n + 1 as soon
+    # as it is prepared at n; 1 waits for n to commit. Local (node.toml), not on the chain:
+    # replicas with different depths interoperate (a backup holds a pre-prepare it may not
+    # take yet). 1 by default: on the bench machine, four nodes sharing two cores, a
+    # second height in flight bought no latency (bench/RESULTS.md, session 12).
+    pipeline_depth: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pipeline_depth <= PREPARED_MAX:
+            raise ValueError(f"pipeline_depth must be 1..{PREPARED_MAX}")
 
     @classmethod
     def from_genesis(cls, genesis: Genesis, **overrides: int) -> ReplicaConfig:
@@ -129,8 +163,11 @@ class Slot:
     pre_prepare: PrePrepare | None = None  # accepted, in the current view
     digest: bytes | None = None
     pending: Pending | None = None
-    waiting: PrePrepare | None = None  # arrived before its parent was executed
+    waiting: PrePrepare | None = None  # arrived before we could take it (see _may_accept)
     waiting_reproposal: bool = False
+    # Whether the next height may be taken before this one is executed: the block changes
+    # neither the on-chain settings nor the validator set (None: not asked yet).
+    extendable: bool | None = None
     prepares: dict[int, dict[bytes, Prepare]] = field(default_factory=dict)
     commits: dict[int, dict[bytes, Commit]] = field(default_factory=dict)
     commit_sent_view: int | None = None
@@ -153,9 +190,11 @@ class Replica:
         self.validators: ValidatorSet = chain.validators_for(self.executed + 1)
         self.view = 0
         self.vc_target: int | None = None
-        self.vote: tuple[int, int, bytes, str] | None = None
-        self.prepared: PreparedCert | None = None
-        self.own_pre_prepare: PrePrepare | None = None
+        # Per height above the last executed one: our vote (view, digest, phase), our
+        # prepared certificate (of the latest view we prepared in), our own pre-prepare.
+        self.votes: dict[int, tuple[int, bytes, str]] = {}
+        self.prepared: dict[int, PreparedCert] = {}
+        self.own_pre_prepares: dict[int, PrePrepare] = {}
         self.new_view_msg: NewView | None = None
         self.slots: dict[int, Slot] = {}
         self.stable = 0
@@ -180,14 +219,19 @@ class Replica:
         self.vc_timeout = self.config.view_change_timeout_ms
         self.retransmit_deadline: int | None = None
         self.status_deadline: int | None = None
+        # Transactions waiting to be ordered, oldest first, and those in a block in flight
+        # (taken, not yet executed): moved back to the pool if their block is abandoned.
         self.mempool: OrderedDict[bytes, tuple[Transaction, int]] = OrderedDict()
+        self.in_flight: dict[bytes, tuple[Transaction, int]] = {}
         self.gossip_out: list[Transaction] = []
         self.gossip_deadline: int | None = None
         self.tx_verified: OrderedDict[bytes, None] = OrderedDict()
         # Signatures (key, purpose, message, sig) the driver checked already, in a worker
         # process: the commit certificates of fetched blocks (see Node._on_peer_message).
         self.sigs_verified: OrderedDict[tuple[bytes, str, bytes, bytes], None] = OrderedDict()
-        self.stats: dict[str, int] = {"view_changes": 0, "dropped": 0, "blocks_fetched": 0}
+        # pipelined: pre-prepares taken while the height below was still in flight.
+        self.stats: dict[str, int] = {"view_changes": 0, "dropped": 0, "blocks_fetched": 0,
+                                      "pipelined": 0}
         self.last_cert: CommitCertificate | None = (
             chain.store.get_certificate(self.executed) if self.executed > 0 else None
         )
@@ -205,24 +249,33 @@ class Replica:
                 view, target = value["view"], value["vc_target"]
                 assert isinstance(view, int) and (target is None or isinstance(target, int))
                 self.view, self.vc_target = view, target
-            raw = store.get_consensus(K_VOTE)
-            if raw is not None:
-                value = decode_value(raw)
-                assert isinstance(value, list) and len(value) == 4
-                v, h, d, phase = value
-                assert isinstance(v, int) and isinstance(h, int)
-                assert isinstance(d, bytes) and isinstance(phase, str)
-                self.vote = (v, h, d, phase)
-            raw = store.get_consensus(K_PREPARED)
-            if raw is not None:
-                prepared = decode(raw, PreparedCert)
-                if prepared.pre_prepare.height == self.executed + 1:
-                    self.prepared = prepared
-            raw = store.get_consensus(K_PRE_PREPARE)
-            if raw is not None:
-                pp = decode(raw, PrePrepare)
-                if pp.height == self.executed + 1 and pp.view == self.view:
-                    self.own_pre_prepare = pp
+            slots = range(PREPARED_MAX)
+            for raw in [store.get_consensus(K_VOTE),
+                        *(store.get_consensus(b"vote/%d" % i) for i in slots)]:
+                if raw is not None:
+                    value = decode_value(raw)
+                    assert isinstance(value, list) and len(value) == 4
+                    v, h, d, phase = value
+                    assert isinstance(v, int) and isinstance(h, int)
+                    assert isinstance(d, bytes) and isinstance(phase, str)
+                    if h > self.executed and v >= self.votes.get(h, (-1,))[0]:
+                        self.votes[h] = (v, d, phase)
+            highest = self.executed + PREPARED_MAX
+            for raw in [store.get_consensus(K_PREPARED),
+                        *(store.get_consensus(b"prepared/%d" % i) for i in slots)]:
+                if raw is not None:
+                    prepared = decode(raw, PreparedCert)
+                    h = prepared.pre_prepare.height
+                    held = self.prepared.get(h)
+                    if self.executed < h <= highest and (
+                            held is None or held.pre_prepare.view < prepared.pre_prepare.view):
+                        self.prepared[h] = prepared
+            for raw in [store.get_consensus(K_PRE_PREPARE),
+                        *(store.get_consensus(b"pre_prepare/%d" % i) for i in slots)]:
+                if raw is not None:
+                    pp = decode(raw, PrePrepare)
+                    if self.executed < pp.height <= highest and pp.view == self.view:
+                        self.own_pre_prepares[pp.height] = pp
             raw = store.get_consensus(K_NEW_VIEW)
             if raw is not None:
                 self.new_view_msg = decode(raw, NewView)
@@ -293,13 +346,51 @@ class Replica:
             return self.tip
         return None
 
+    def _parent_for(self, height: int) -> Pending | None:
+        """The pending block ``height`` extends (None: the committed head). Above the next
+        height only for heights _may_accept allows, whose parent's slot holds its block."""
+        if height == self.executed + 1:
+            return self._parent()
+        below = self.slots.get(height - 1)
+        assert below is not None and below.pending is not None
+        return below.pending
+
+    def _may_accept(self, height: int) -> bool:
+        """Whether a pre-prepare for ``height`` may be taken (executed, voted on) now.
+
+        The next height always may. One above it only within ``pipeline_depth`` and once
+        this replica is prepared, in the current view, at the height below — on the block
+        the new one must extend (check_proposal checks the link) — and only if that block
+        changes neither the settings nor the validator set the new one is judged by. This
+        is what keeps a run of prepared certificates safe through a view change (see
+        :mod:`consensus.newview`).
+        """
+        if height == self.executed + 1:
+            return True
+        if height > self.executed + self.config.pipeline_depth:
+            return False
+        below = self.slots.get(height - 1)
+        return (below is not None and below.pending is not None
+                and below.commit_sent_view == self.view and self._extendable(below))
+
+    def _extendable(self, slot: Slot) -> bool:
+        if slot.extendable is None:
+            pending = slot.pending
+            assert pending is not None
+            height = pending.header.height
+            slot.extendable = (
+                b"sys/config" not in pending.execution.state_changes
+                and self.chain.validators_for(height + 1, pending).public_keys()
+                == self.validators.public_keys())
+        return slot.extendable
+
     def _status(self) -> Status:
         st = self._sign(Status(self.executed, self.view, self.stable, b""))
         assert isinstance(st, Status)
         return st
 
-    def _parent_time(self) -> int:
-        parent = self._parent()
+    def _parent_time(self, height: int) -> int:
+        parent = self._parent_for(height)
         return parent.header.time if parent is not None else self.chain.head().time
 
     def _drop(self, msg: Message, why: str) -> list[Effect]:
@@ -353,6 +444,12 @@ class Replica:
     def _enter(self) -> None:
         assert self.chain.height == self.executed, "driver did not append committed blocks"
         self.tip = None
+        # A block taken while its parent was in flight links to the parent's pending
+        # record; once that parent is appended the store serves its state, and the link
+        # would keep every appended block's record alive in a long pipelined run.
+        slot = self.slots.get(self.executed + 1)
+        if slot is not None and slot.pending is not None and slot.pending.parent is not None:
+            slot.pending.parent = None
 
     def start(self, now_ms: int) -> list[Effect]:
         """Announce ourselves after (re)start: status, and an unfinished view change or proposal."""
@@ -365,10 +462,14 @@ class Replica:
             self.retransmit_deadline = now_ms + self.config.retransmit_ms
             effects.append(Broadcast(vc))
             self._note_vc_quorum(now_ms)
-        elif self.own_pre_prepare is not None and self.primary() == self.me:
-            # Re-offer exactly the block we proposed before the restart, never another.
-            effects += self._accept_pre_prepare(self.own_pre_prepare, now_ms, fresh=False)
-            effects.append(Broadcast(self.own_pre_prepare))
+        elif self.own_pre_prepares and self.primary() == self.me:
+            # Re-offer exactly the blocks we proposed before the restart, never others.
+            for height in sorted(self.own_pre_prepares):
+                pp = self.own_pre_prepares[height]
+                slot = self.slots.setdefault(height, Slot())
+                slot.waiting, slot.waiting_reproposal = pp, True
+                effects.append(Broadcast(pp))
+            effects += self._release(self.executed + 1, now_ms)
         effects += self._progress(now_ms)
         return effects
 
@@ -493,26 +594,52 @@ class Replica:
 
     # -- mempool and proposing ------------------------------------------------------------
 
+    def holds(self, tx_id: bytes) -> bool:
+        """Whether a transaction is pooled or in a block in flight (not yet executed)."""
+        return tx_id in self.mempool or tx_id in self.in_flight
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.mempool) + len(self.in_flight)
+
     def _pool(self, tx: Transaction, now_ms: int) -> bool:
         tx_id = tx.tx_id(self.suite)
-        if tx_id in self.mempool or self.chain.store.get_tx_location(tx_id) is not None:
+        if self.holds(tx_id) or self.chain.store.get_tx_location(tx_id) is not None:
             return False
-        if len(self.mempool) >= self.config.mempool_max:
-            log.warning("mempool full (%d); dropping a transaction", len(self.mempool))
+        if self.pool_size >= self.config.mempool_max:
+            log.warning("mempool full (%d); dropping a transaction", self.pool_size)
             return False
         self.mempool[tx_id] = (tx, now_ms)
         if self.request_deadline is None and self.is_validator:
             self.request_deadline = now_ms + self.vc_timeout
         return True
 
+    def _proposal_height(self) -> int | None:
+        """The height we would propose now as primary, or None. Asked several times per
+        event (the timer's deadline, the proposer): a few slot lookups."""
+        if (self.vc_target is not None or self.primary() != self.me
+                or self.executed < self.catchup_target):
+            return None
+        height = self.executed + 1
+        while True:
+            slot = self.slots.get(height)
+            if slot is None or (slot.pre_prepare is None and slot.waiting is None):
+                break
+            if slot.pre_prepare is None or not self._may_accept(height + 1):
+                return None  # a block in flight we may not extend yet
+            height += 1
+        return height if self.in_watermarks(height) else None
+
+    def _take_out(self, block: Block) -> None:
+        """A block was taken into a slot: its transactions are in flight, not waiting (nor
+        to be pooled again: they would be proposed twice)."""
+        for tx in block.txs:
+            tx_id = tx.tx_id(self.suite)
+            pooled = self.mempool.pop(tx_id, None)
+            self.in_flight[tx_id] = pooled if pooled is not None else (tx, block.header.time)
+
     def _can_propose(self) -> bool:
-        # Asked several times per event (the timer's deadline, the proposer): one slot's
-        # lookup, not a set of every slot's height.
-        slot = self.slots.get(self.executed + 1)
-        return (self.vc_target is None and self.primary() == self.me
-                and self.executed >= self.catchup_target
-                and (slot is None or (slot.pre_prepare is None and slot.waiting is None))
-                and self.in_watermarks(self.executed + 1))
+        return self._proposal_height() is not None
 
     def _batch_deadline(self) -> int | None:
         if not self.mempool or not self._can_propose():
@@ -540,26 +667,34 @@ class Replica:
         return batch
 
     def _maybe_propose(self, now_ms: int) -> list[Effect]:
-        if not self.mempool or not self._can_propose():
+        if not self.mempool:
+            return []
+        height = self._proposal_height()
+        if height is None:
             return []
         deadline = self._batch_deadline()
         full = len(self.mempool) >= self.config.batch_tx_max
         if not full and deadline is not None and now_ms < deadline:
             return []
-        time_ms = max(now_ms, self._parent_time() + 1)
+        parent = self._parent_for(height)
+        time_ms = max(now_ms, self._parent_time(height) + 1)
         txs = self._take_batch(time_ms)
         if not txs:
             return []
-        pending = self.chain.propose(txs, time_ms, self.view, self.me, self._parent(),
+        pending = self.chain.propose(txs, time_ms, self.view, self.me, parent,
                                      self.tx_signature_ok)
         pp = self._sign(PrePrepare(self.view, pending.header.height, pending.block, b""))
         assert isinstance(pp, PrePrepare)
         slot = self.slots.setdefault(pp.height, Slot())
         slot.pre_prepare, slot.digest, slot.pending = pp, self.digest_of(pp.block), pending
-        self.own_pre_prepare = pp
+        slot.extendable = None
+        self._take_out(pp.block)
+        if pp.height > self.executed + 1:
+            self.stats["pipelined"] += 1
+        self.own_pre_prepares[pp.height] = pp
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         log.debug("v%d: proposing block %d with %d txs", self.view, pp.height, len(txs))
-        effects = self.persist({K_PRE_PREPARE: encode_spliced(pp)})
+        effects = self.persist({pre_prepare_key(pp.height): encode_spliced(pp)})
         return [*effects, Broadcast(pp), *self._check_prepared(pp.height, now_ms)]
 
     # -- normal case --------------------------------------------------------------------------
@@ -583,21 +718,36 @@ class Replica:
                 log.warning("v%d: primary sent two different pre-prepares for height %d",
                             self.view, pp.height)
             return []
-        if pp.height > self.executed + 1:
-            # Held until its parent is executed. One primary's word is not proof that we are
-            # behind: f+1 statuses, checkpoints or commits are (see _update_catchup_from).
+        if not self._may_accept(pp.height):
+            # Held until we are prepared at its parent, or its parent is executed. One
+            # primary's word is not proof that we are behind: f+1 statuses, checkpoints or
+            # commits are (see _update_catchup_from).
             slot.waiting = pp
             return []
         return self._accept_pre_prepare(pp, now_ms, fresh=True)
 
+    def _release(self, height: int, now_ms: int) -> list[Effect]:
+        """Take the pre-prepare held for ``height`` if it may be taken now."""
+        slot = self.slots.get(height)
+        if slot is None or slot.waiting is None or not self._may_accept(height):
+            return []
+        waiting, fresh = slot.waiting, not slot.waiting_reproposal
+        slot.waiting, slot.waiting_reproposal = None, False
+        if waiting.sender != self.primary(waiting.view):
+            # Held under the old validator set; the new set has another primary.
+            return self._drop(waiting, "its sender is not the primary of the new set")
+        return self._accept_pre_prepare(waiting, now_ms, fresh=fresh)
+
     def _accept_pre_prepare(self, pp: PrePrepare, now_ms: int, fresh: bool) -> list[Effect]:
-        """Validate and execute a pre-prepare for executed+1; vote PREPARE if we are a backup."""
+        """Validate and execute a pre-prepare _may_accept allows; vote PREPARE if we are a
+        backup."""
         block, header = pp.block, pp.block.header
         slot = self.slots.setdefault(pp.height, Slot())
         if header.height != pp.height:
             return self._drop(pp, "block height differs from the pre-prepare")
         digest = self.digest_of(block)
-        parent_time = self._parent_time()
+        parent = self._parent_for(pp.height)
+        parent_time = parent.header.time if parent is not None else self.chain.head().time
         if fresh:
             if header.view != pp.view or header.proposer != pp.sender:
                 return self._drop(pp, "block names another view or proposer")
@@ -607,22 +757,25 @@ class Replica:
                 return self._drop(pp, f"block time is {header.time - now_ms} ms off our clock")
         if len(block.txs) > self.config.batch_tx_max:
             return self._drop(pp, "too many transactions")
-        voted = self.vote
-        if voted is not None and voted[:2] == (self.view, pp.height) and voted[2] != digest:
+        voted = self.votes.get(pp.height)
+        if voted is not None and voted[0] == self.view and voted[1] != digest:
             return self._drop(pp, "we already voted for another block at this view and height")
         if not all(self.tx_signature_ok(tx) for tx in block.txs):
             return self._drop(pp, "a transaction signature does not verify")
         try:
-            pending = self.chain.check_proposal(block, self._parent(), self.tx_signature_ok)
+            pending = self.chain.check_proposal(block, parent, self.tx_signature_ok)
         except InputError as exc:
             return self._drop(pp, str(exc))
         slot.pre_prepare, slot.digest, slot.pending, slot.waiting = pp, digest, pending, None
+        slot.extendable = None
+        self._take_out(block)
+        if pp.height > self.executed + 1:
+            self.stats["pipelined"] += 1
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         effects: list[Effect] = []
         if pp.sender != self.me and self.primary() != self.me and self.is_validator:
-            self.vote = (self.view, pp.height, digest, "prepare")
+            effects += self.persist(self._vote_record(pp.height, digest, "prepare"))
             prepare = self._sign(Prepare(self.view, pp.height, digest, b""))
-            effects += self.persist({K_VOTE: encode_value(list(self.vote))})
             effects.append(Broadcast(prepare))
             assert isinstance(prepare, Prepare)
             slot.prepares.setdefault(self.view, {})[self.me] = prepare
@@ -652,25 +805,31 @@ class Replica:
             return []
         assert slot.digest is not None
         cert = PreparedCert(slot.pre_prepare, sorted(matching, key=lambda p: p.sender))
-        self.prepared = cert
+        self.prepared[height] = cert
         slot.commit_sent_view = self.view
-        self.vote = (self.view, height, slot.digest, "commit")
         cert_sig = self.key.sign(COMMIT_PURPOSE, commit_message(self.chain_id, height, slot.digest))
         commit = self._sign(Commit(self.view, height, slot.digest, cert_sig, b""))
         assert isinstance(commit, Commit)
         slot.commits.setdefault(self.view, {})[self.me] = commit
-        effects = self.persist({K_VOTE: encode_value(list(self.vote)),
-                                K_PREPARED: encode_spliced(cert)})
-        return [*effects, Broadcast(commit), *self._check_committed(height, now_ms)]
+        effects = self.persist({**self._vote_record(height, slot.digest, "commit"),
+                                prepared_key(height): encode_spliced(cert)})
+        # Prepared here: the next height may be taken (pipelining, see _may_accept).
+        return [*effects, Broadcast(commit), *self._check_committed(height, now_ms),
+                *self._release(height + 1, now_ms)]
+
+    def _vote_record(self, height: int, digest: bytes, phase: str) -> dict[bytes, bytes | None]:
+        """Note our vote at ``height`` in this view; the Persist changes that record it."""
+        self.votes[height] = (self.view, digest, phase)
+        return {vote_key(height): encode_value([self.view, height, digest, phase])}
 
     def _on_commit(self, c: Commit, now_ms: int) -> list[Effect]:
         # receive() has dropped those for heights already executed (_vote_is_moot).
         if not self.verify_cert_sig(c):
             return self._drop(c, "bad certificate signature")
-        # Commits for heights beyond the next one tell us others are ahead.
-        if c.height > self.executed + 1:
+        # Commits far enough above our head tell us others are ahead (see COMMIT_LEAD).
+        if c.height - COMMIT_LEAD > self.executed:
             self.commit_heights[c.sender] = max(self.commit_heights.get(c.sender, 0), c.height)
-            self._update_catchup_from(self.commit_heights, offset=-1)
+            self._update_catchup_from(self.commit_heights, offset=-COMMIT_LEAD)
         if self.vc_target is not None or c.view != self.view:
             return self._drop(c, "not for the current view")
         if not self.in_watermarks(c.height):
@@ -700,17 +859,24 @@ class Replica:
         assert height == self.executed + 1
         effects: list[Effect] = [Append(pending, cert)]
         self.executed, self.tip, self.last_cert = height, pending, cert
-        self.slots.pop(height, None)
-        if self.prepared is not None and self.prepared.pre_prepare.height <= height:
-            self.prepared = None
-        self.own_pre_prepare = None
+        slot = self.slots.pop(height, None)
+        if slot is not None and slot.pending is not None and slot.digest != cert.block_hash:
+            # Another block than the one we took here was committed (state transfer past a
+            # faulty primary's): what we took above it extends the wrong parent.
+            self._abandon_above(height)
+        for done in (self.prepared, self.own_pre_prepares, self.votes):
+            for h in [h for h in done if h <= height]:
+                del done[h]
         for tx in pending.block.txs:
-            self.mempool.pop(tx.tx_id(self.suite), None)
-        busy = self.mempool and self.is_validator and self.vc_target is None
+            tx_id = tx.tx_id(self.suite)
+            self.mempool.pop(tx_id, None)
+            self.in_flight.pop(tx_id, None)
+        busy = (self.mempool or self.in_flight) and self.is_validator and self.vc_target is None
         self.request_deadline = now_ms + self.vc_timeout if busy else None
-        if self.vc_target is None:
+        if self.vc_target is None and not self._in_flight_above(height):
             self.retransmit_deadline = None  # nothing in flight any more
-        self.commit_heights = {k: h for k, h in self.commit_heights.items() if h > height + 1}
+        self.commit_heights = {k: h for k, h in self.commit_heights.items()
+                               if h - COMMIT_LEAD > height}
         # A checkpoint is signed by the set that voted on its block, before any change
         # that takes effect at the next height.
         voted = self.is_validator
@@ -723,16 +889,28 @@ class Replica:
                 self.checkpoints.setdefault(height, {})[self.me] = cp
                 effects.append(Broadcast(cp))
             effects += self._check_stable(height)
-        nxt = self.slots.get(height + 1)
-        if nxt is not None and nxt.waiting is not None:
-            waiting, fresh = nxt.waiting, not nxt.waiting_reproposal
-            nxt.waiting = None
-            if waiting.sender != self.primary(waiting.view):
-                # Held under the old validator set; the new set has another primary.
-                effects += self._drop(waiting, "its sender is not the primary of the new set")
-            else:
-                effects += self._accept_pre_prepare(waiting, now_ms, fresh=fresh)
+        # The next height: a pre-prepare held for this one's execution, or one taken while
+        # this one was in flight whose commit quorum may be complete already.
+        effects += self._release(height + 1, now_ms)
+        effects += self._check_committed(height + 1, now_ms)
         return effects
+
+    def _in_flight_above(self, height: int) -> bool:
+        return any((slot := self.slots.get(h)) is not None and slot.pre_prepare is not None
+                   for h in range(height + 1, height + 1 + self.config.pipeline_depth))
+
+    def _abandon_above(self, height: int) -> None:
+        """Forget the blocks taken above ``height`` (not our votes: those stand)."""
+        for h, slot in self.slots.items():
+            if h > height and slot.pre_prepare is not None:
+                for tx in slot.pre_prepare.block.txs:
+                    tx_id = tx.tx_id(self.suite)
+                    entry = self.in_flight.pop(tx_id, None)
+                    if entry is not None:
+                        self.mempool[tx_id] = entry
+                        self.mempool.move_to_end(tx_id, last=False)
+                slot.pre_prepare = slot.pending = slot.digest = None
+                slot.extendable = None
 
     def _reconfigure(self, height: int) -> None:
         raw = self.chain.reader(self.tip)(b"sys/config")
@@ -745,21 +923,22 @@ class Replica:
             self.validators = new
 
     def _retransmit(self) -> list[Effect]:
-        """Resend our latest message for the height in flight or our view change."""
+        """Resend our latest messages for the heights in flight, or our view change."""
         if self.vc_target is not None:
             return [Broadcast(self._my_view_change(self.vc_target))]
-        slot = self.slots.get(self.executed + 1)
-        if slot is None or slot.pre_prepare is None:
-            return []
         effects: list[Effect] = []
-        if slot.pre_prepare.sender == self.me:
-            effects.append(Broadcast(slot.pre_prepare))
-        mine_p = slot.prepares.get(self.view, {}).get(self.me)
-        if mine_p is not None:
-            effects.append(Broadcast(mine_p))
-        mine_c = slot.commits.get(self.view, {}).get(self.me)
-        if mine_c is not None:
-            effects.append(Broadcast(mine_c))
+        for height in range(self.executed + 1, self.executed + 1 + self.config.pipeline_depth):
+            slot = self.slots.get(height)
+            if slot is None or slot.pre_prepare is None:
+                break
+            if slot.pre_prepare.sender == self.me:
+                effects.append(Broadcast(slot.pre_prepare))
+            mine_p = slot.prepares.get(self.view, {}).get(self.me)
+            if mine_p is not None:
+                effects.append(Broadcast(mine_p))
+            mine_c = slot.commits.get(self.view, {}).get(self.me)
+            if mine_c is not None:
+                effects.append(Broadcast(mine_c))
         return effects
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -817,10 +996,15 @@ class Replica:
 
     # -- view change --------------------------------------------------------------------------
 
-    def prepared_for_view_change(self) -> PreparedCert | None:
-        """Seam: the prepared certificate a VIEW-CHANGE carries (height executed+1)."""
-        p = self.prepared
-        return p if p is not None and p.pre_prepare.height == self.executed + 1 else None
+    def prepared_for_view_change(self) -> list[PreparedCert]:
+        """Seam: the prepared certificates a VIEW-CHANGE carries: ours for the heights
+        right above the last executed one, as far as they run without a gap."""
+        certs: list[PreparedCert] = []
+        height = self.executed + 1
+        while height in self.prepared and len(certs) < PREPARED_MAX:
+            certs.append(self.prepared[height])
+            height += 1
+        return certs
 
     def _my_view_change(self, new_view: int) -> ViewChange:
         vc = self._sign(ViewChange(new_view, self.stable, list(self.stable_proof), self.last_cert,
@@ -892,15 +1076,15 @@ class Replica:
         others = sorted((vc for vc in vcs if vc.sender != self.me), key=lambda v: v.sender)
         chosen = (mine + others)[: self.quorum]
         sel = select(chosen, self.digest_of)
-        pp = None
-        if sel.reproposal is not None:
-            signed = self._sign(PrePrepare(target, sel.committed + 1, sel.reproposal.block, b""))
+        pps: list[PrePrepare] = []
+        for i, old in enumerate(sel.reproposals):
+            signed = self._sign(PrePrepare(target, sel.committed + 1 + i, old.block, b""))
             assert isinstance(signed, PrePrepare)
-            pp = signed
-        nv = self._sign(NewView(target, chosen, pp, b""))
+            pps.append(signed)
+        nv = self._sign(NewView(target, chosen, pps, b""))
         assert isinstance(nv, NewView)
-        log.info("v%d: new primary announces view %d (committed %d, re-proposal %s)",
-                 self.view, target, sel.committed, "yes" if pp else "no")
+        log.info("v%d: new primary announces view %d (committed %d, %d re-proposed)",
+                 self.view, target, sel.committed, len(pps))
         return self._install_view(nv, sel, now_ms, broadcast=True)
 
     def _on_new_view(self, nv: NewView, now_ms: int) -> list[Effect]:
@@ -923,14 +1107,15 @@ class Replica:
         if len(senders) < self.quorum:
             return self._drop(nv, "fewer than a quorum of VIEW-CHANGEs")
         sel = select(nv.view_changes, self.digest_of)
-        pp = nv.pre_prepare
-        if sel.reproposal is None:
-            if pp is not None:
-                return self._drop(nv, "re-proposes a block no VIEW-CHANGE prepared")
-        elif (pp is None or pp.view != nv.view or pp.sender != nv.sender
-              or pp.height != sel.committed + 1 or self.digest_of(pp.block) != sel.digest
-              or not self.verify(pp)):
-            return self._drop(nv, "its re-proposal differs from what the VIEW-CHANGEs require")
+        if len(nv.pre_prepares) > len(sel.digests):
+            return self._drop(nv, "re-proposes a block no VIEW-CHANGE prepared")
+        if len(nv.pre_prepares) < len(sel.digests):
+            return self._drop(nv, "leaves out a block the VIEW-CHANGEs require it to re-propose")
+        for i, (pp, digest) in enumerate(zip(nv.pre_prepares, sel.digests, strict=True)):
+            if (pp.view != nv.view or pp.sender != nv.sender or pp.height != sel.committed + 1 + i
+                    or self.digest_of(pp.block) != digest or not self.verify(pp)):
+                return self._drop(nv, "its re-proposal differs from what the VIEW-CHANGEs "
+                                      "require")
         return self._install_view(nv, sel, now_ms, broadcast=False)
 
     def _install_view(self, nv: NewView, sel: Selection, now_ms: int,
@@ -939,10 +1124,12 @@ class Replica:
         self.vc_timeout = self.config.view_change_timeout_ms
         self.new_view_msg = nv
         self.view_changes = {s: vc for s, vc in self.view_changes.items() if vc.new_view > nv.view}
-        # Votes of older views are void now; keep only messages of this view.
+        # Votes of older views are void now; keep only messages of this view. The blocks
+        # taken in the old view are abandoned: their transactions wait again.
+        self._abandon_above(self.executed)
         for slot in self.slots.values():
             slot.pre_prepare = slot.pending = slot.digest = slot.waiting = None
-            slot.waiting_reproposal = False
+            slot.waiting_reproposal, slot.extendable = False, None
             slot.prepares = {v: m for v, m in slot.prepares.items() if v >= nv.view}
             slot.commits = {v: m for v, m in slot.commits.items() if v >= nv.view}
             slot.commit_sent_view = None
@@ -952,14 +1139,13 @@ class Replica:
         effects = self.persist({**self._view_record(), K_NEW_VIEW: encode_spliced(nv)})
         if broadcast:
             effects.append(Broadcast(nv))
-        if nv.pre_prepare is not None:
-            pp = nv.pre_prepare
-            if pp.height == self.executed + 1:
-                effects += self._accept_pre_prepare(pp, now_ms, fresh=False)
-            elif pp.height > self.executed + 1:
+        # The re-proposals are taken height by height, each once we are prepared at the one
+        # below it (or have executed it): the same rule as for fresh blocks.
+        for pp in nv.pre_prepares:
+            if pp.height > self.executed:
                 slot = self.slots.setdefault(pp.height, Slot())
                 slot.waiting, slot.waiting_reproposal = pp, True
-        return effects
+        return effects + self._release(self.executed + 1, now_ms)
 
     # -- state transfer ---------------------------------------------------------------------
 
@@ -983,7 +1169,8 @@ class Replica:
             return []
         peers = [k for k in self.validators.public_keys() if k != self.me]
         ahead = [k for k in peers if max(self.status_heights.get(k, 0),
-                                         self.commit_heights.get(k, 0) - 1) > self.executed]
+                                         self.commit_heights.get(k, 0) - COMMIT_LEAD)
+                 > self.executed]
         candidates = ahead or peers
         if not candidates:
             return []

@@ -157,6 +157,7 @@ class SimResult:
     events: int
     view_changes: int
     faults: dict[str, Any]
+    pipelined: int = 0  # pre-prepares taken while the height below was in flight
 
     @property
     def ok(self) -> bool:
@@ -199,7 +200,8 @@ class Simulation:
         self.config = ReplicaConfig(checkpoint_interval=8, watermark_window=32, batch_tx_max=8,
                                     batch_timeout_ms=20, view_change_timeout_ms=2000,
                                     view_change_timeout_max_ms=16_000, retransmit_ms=800,
-                                    status_interval_ms=3000, fetch_timeout_ms=1000)
+                                    status_interval_ms=3000, fetch_timeout_ms=1000,
+                                    pipeline_depth=1 + self.seed % 3)
         vset = ValidatorSet([Validator(f"v{i}", k.public_key().raw, f"sim:{i}")
                              for i, k in enumerate(vkeys)])
         accounts = [Account("client", "org", self.client.public_key().raw, ["issuer"]),
@@ -295,8 +297,10 @@ class Simulation:
             liveness = self._liveness_report()
         committed = max((n.chain.height for n in self.nodes if n.honest), default=0)
         views = sum(n.replica.stats["view_changes"] for n in self.nodes if n.replica)
+        pipelined = sum(n.replica.stats["pipelined"] for n in self.nodes if n.replica)
         return SimResult(self.seed, self.n, committed, self.safety, liveness,
-                         self.trace.hexdigest(), self.events, views, vars(self.faults))
+                         self.trace.hexdigest(), self.events, views, vars(self.faults),
+                         pipelined)
 
     def _handle(self, kind: str, data: Any) -> None:
         if kind == "deliver":
@@ -529,8 +533,8 @@ class Simulation:
                     self.safety.append(f"node {node.index}: certificate at {h} invalid: {exc}")
             node.checked_height = max(node.checked_height, head)
             r = node.replica
-            if r is not None and r.prepared is not None:
-                pp = r.prepared.pre_prepare
+            for prepared in (r.prepared.values() if r is not None else ()):
+                pp = prepared.pre_prepare
                 key = (pp.view, pp.height)
                 digest = pp.block.header.block_hash(self.suite)
                 if self.prepared_seen.setdefault(key, digest) != digest:

@@ -47,7 +47,7 @@ def run_many(seeds: range, nodes: int, byzantine: int, jobs: int,
              mutant: str | None = None) -> dict[str, Any]:
     started = time.monotonic()
     summary: dict[str, Any] = {"nodes": nodes, "byzantine": byzantine, "seeds": 0,
-                               "committed_blocks": 0, "safety_violations": 0,
+                               "committed_blocks": 0, "pipelined": 0, "safety_violations": 0,
                                "liveness_violations": 0, "failed_seeds": []}
     step = max(1, len(seeds) // 20)
     with _pool(jobs) as pool:
@@ -55,6 +55,7 @@ def run_many(seeds: range, nodes: int, byzantine: int, jobs: int,
         for result in pool.map(_run, work, chunksize=4):
             summary["seeds"] += 1
             summary["committed_blocks"] += result.committed_blocks
+            summary["pipelined"] += result.pipelined
             if result.safety_violations:
                 summary["safety_violations"] += 1
             if result.liveness_violation:
@@ -66,7 +67,8 @@ def run_many(seeds: range, nodes: int, byzantine: int, jobs: int,
                       f"{replay_command(result.seed, nodes, byzantine, mutant)}", flush=True)
             if summary["seeds"] % step == 0 or summary["seeds"] == len(seeds):
                 print(f"seeds {summary['seeds']}/{len(seeds)}  blocks "
-                      f"{summary['committed_blocks']}  safety violations "
+                      f"{summary['committed_blocks']} (pipelined {summary['pipelined']})  "
+                      f"safety violations "
                       f"{summary['safety_violations']}  liveness violations "
                       f"{summary['liveness_violations']}  "
                       f"({time.monotonic() - started:.0f} s)", flush=True)
@@ -106,6 +108,7 @@ def replay(seed: int, nodes: int, byzantine: int, mutant: str | None, verbose: b
     r = run_seed(seed, nodes, byzantine, cls)
     print(json.dumps({"seed": r.seed, "ok": r.ok, "committed_blocks": r.committed_blocks,
                       "events": r.events, "view_changes": r.view_changes,
+                      "pipelined": r.pipelined,
                       "trace_hash": r.trace_hash, "faults": r.faults,
                       "safety_violations": r.safety_violations,
                       "liveness_violation": r.liveness_violation}, indent=1, default=str))

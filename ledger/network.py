@@ -101,6 +101,8 @@ NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 NODE_TOML_BYTES_MAX: Final = 64 * 1024
 STATE_CACHE_MB: Final = CACHE_BYTES_DEFAULT >> 20  # [storage] state_cache_mb's default
+# [consensus] pipeline_depth's ceiling: consensus.newview.PREPARED_MAX (a test checks).
+PIPELINE_DEPTH_MAX: Final = 8
 
 # --- Sample organisations (synthetic, 福州市) ------------------------------------------
 
@@ -181,6 +183,7 @@ class NodeConfig:
     consortium_key: Path | None = None  # for HMAC lookups of personal identifiers
     compression: str = COMPRESSION  # LevelDB tables, one of ledger.store.COMPRESSIONS
     state_cache_mb: int = STATE_CACHE_MB  # the state tree's node cache (ledger.state)
+    pipeline_depth: int = 1  # heights in flight at once (consensus.replica.ReplicaConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +218,9 @@ _SCHEMA: Final[dict[str, dict[str, _Key]]] = {
     "storage": {
         "compression": _Key(str, "none"),
         "state_cache_mb": _Key(int, STATE_CACHE_MB, 0, 1 << 20),
+    },
+    "consensus": {
+        "pipeline_depth": _Key(int, 1, 1, PIPELINE_DEPTH_MAX),
     },
 }
 
@@ -372,6 +378,7 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
         consortium_key=consortium_key,
         compression=compression,
         state_cache_mb=_int(values, "storage.state_cache_mb"),
+        pipeline_depth=_int(values, "consensus.pipeline_depth"),
     )
 
 
@@ -405,6 +412,11 @@ level = "INFO"
 [storage]
 compression = "none"  # or "snappy": ~1.7 - 3.3x less disk, more CPU in LevelDB's merges
 state_cache_mb = {STATE_CACHE_MB}  # MiB of state-tree nodes; ~1.3 KB per state key holds it all
+
+[consensus]
+# Blocks in flight at once (1..{PIPELINE_DEPTH_MAX}): 2 proposes the next block once this one is
+# prepared, for nodes on machines of their own (on shared cores it bought no latency).
+pipeline_depth = 1
 """
 
 

@@ -1,7 +1,8 @@
 """Property tests of the consensus core's pure parts (hypothesis).
 
-- :func:`consensus.newview.select` is a function of a *set* of VIEW-CHANGEs and picks
-  the highest-view prepared certificate just above the highest committed height;
+- :func:`consensus.newview.select` is a function of a *set* of VIEW-CHANGEs and picks,
+  height by height above the highest committed one, the highest-view prepared
+  certificate while those link into a chain;
 - the quorum arithmetic agrees with a deliberately naive version (raft
   ``quorum/quick_test.go`` style);
 - the consensus message codec round-trips, rejects garbage only with DecodeError, and
@@ -59,34 +60,47 @@ def digest_of(block: Block) -> bytes:
     return hashlib.sha256(encode(block.header)).digest()
 
 
-def block_at(height: int, variant: int, txs: list[Transaction] | None = None) -> Block:
-    """A block per (height, variant): distinct variants have distinct digests."""
+def committed_hash(height: int) -> bytes:
+    """The block hash the generated commit certificate at ``height`` names."""
+    return bytes([height]) * 32
+
+
+def block_at(height: int, variant: int, txs: list[Transaction] | None = None,
+             prev: bytes | None = None) -> Block:
+    """A block per (height, variant, parent): distinct variants have distinct digests."""
     fill = bytes([variant]) * 32
-    header = BlockHeader(height, fill, fill, fill, fill, 1000 + height, 0, b"p", fill)
+    header = BlockHeader(height, fill if prev is None else prev, fill, fill, fill,
+                         1000 + height, 0, b"p", fill)
     return Block(header, txs or [])
 
 
-def pre_prepare(view: int, height: int, variant: int) -> PrePrepare:
+def pre_prepare(view: int, height: int, variant: int, prev: bytes | None = None) -> PrePrepare:
     # One pre-prepare per (view, height, digest), as an honest primary sends it.
-    return PrePrepare(view, height, block_at(height, variant), b"p%d" % (view % 4), b"s")
+    return PrePrepare(view, height, block_at(height, variant, prev=prev), b"p%d" % (view % 4),
+                      b"s")
 
 
 @st.composite
 def view_change_sets(draw: st.DrawFn) -> list[ViewChange]:
+    """Random VIEW-CHANGE sets: executed heights via last_cert, and runs of prepared
+    certificates right above them (random views and variants; each block's parent mostly
+    the block below it in the run — or the committed one — sometimes another, so runs
+    that do not link occur too)."""
     count = draw(st.integers(min_value=1, max_value=7))
     executed = [draw(st.integers(min_value=0, max_value=5)) for _ in range(count)]
-    committed = max(executed)
     out = []
     for sender, height in enumerate(executed):
-        last_cert = (CommitCertificate(height, bytes([height]) * 32, [])
+        last_cert = (CommitCertificate(height, committed_hash(height), [])
                      if height > 0 or draw(st.booleans()) else None)
-        prepared = None
-        if draw(st.booleans()):
-            # Mostly at committed + 1, where select looks; sometimes anywhere else.
-            at = draw(st.just(committed + 1) | st.integers(min_value=1, max_value=7))
+        prepared = []
+        prev = committed_hash(height)
+        for at in range(height + 1, height + 1 + draw(st.integers(min_value=0, max_value=3))):
+            if not draw(st.integers(min_value=0, max_value=5)):
+                prev = committed_hash(draw(st.integers(min_value=0, max_value=7)))
             pp = pre_prepare(draw(st.integers(min_value=0, max_value=5)), at,
-                             draw(st.integers(min_value=0, max_value=2)))
-            prepared = PreparedCert(pp, [])
+                             draw(st.integers(min_value=0, max_value=2)), prev)
+            prepared.append(PreparedCert(pp, []))
+            prev = digest_of(pp.block)
         stable = draw(st.integers(min_value=0, max_value=height))
         out.append(ViewChange(9, stable, [], last_cert, prepared, b"r%d" % sender, b""))
     return out
@@ -95,34 +109,51 @@ def view_change_sets(draw: st.DrawFn) -> list[ViewChange]:
 @given(st.data())
 def test_select_does_not_depend_on_order(data: st.DataObject) -> None:
     """Goal: NEW-VIEW's content is a function of the set of VIEW-CHANGEs.
-    Method: random sets (executed heights via last_cert, prepared certificates at random
-    heights, views and digests; unsigned), a random permutation; same Selection."""
+    Method: random sets (executed heights via last_cert, runs of prepared certificates
+    with random views, digests and parents; unsigned), a random permutation; same
+    Selection."""
     vcs = data.draw(view_change_sets())
     shuffled = data.draw(st.permutations(vcs))
     assert select(shuffled, digest_of) == select(vcs, digest_of)
 
 
 @given(view_change_sets())
-def test_select_picks_the_highest_view_certificate_above_the_committed_height(
+def test_select_picks_the_highest_view_certificates_above_the_committed_height(
         vcs: list[ViewChange]) -> None:
     """Goal: select follows the rule of PBFT.md / newview.py. Method: recompute it naively:
-    committed = the highest last_cert height, stable = the highest stable height, and at
-    committed + 1 the certificate with the highest view (ties: the higher digest)."""
+    committed = the highest last_cert height, stable = the highest stable height; then
+    height by height from committed + 1 the certificate with the highest view (ties: the
+    higher digest), for as long as there is one and its block's parent is the block chosen
+    below it (the committed block's hash first)."""
     sel = select(vcs, digest_of)
     committed = max((vc.last_cert.height for vc in vcs if vc.last_cert is not None), default=0)
     assert sel.committed == committed
     assert sel.min_stable == max(vc.stable_height for vc in vcs)
-    candidates = [vc.prepared.pre_prepare for vc in vcs
-                  if vc.prepared is not None and vc.prepared.pre_prepare.height == committed + 1]
-    if not candidates:
-        assert sel == Selection(sel.min_stable, committed, None, None)
-        return
-    top = max(pp.view for pp in candidates)
-    best = max(digest_of(pp.block) for pp in candidates if pp.view == top)
-    assert sel.reproposal is not None
-    assert sel.reproposal.view == top and sel.reproposal.height == committed + 1
-    assert sel.digest == best == digest_of(sel.reproposal.block)
-    assert all(pp.view < top or digest_of(pp.block) <= best for pp in candidates)
+    has_cert = any(vc.last_cert is not None and vc.last_cert.height == committed for vc in vcs)
+    prev = committed_hash(committed) if has_cert else None
+    expected: list[bytes] = []
+    height = committed + 1
+    while True:
+        candidates = [c.pre_prepare for vc in vcs for c in vc.prepared
+                      if c.pre_prepare.height == height]
+        if not candidates:
+            break
+        top = max(pp.view for pp in candidates)
+        best = max(digest_of(pp.block) for pp in candidates if pp.view == top)
+        chosen = next(pp for pp in candidates if digest_of(pp.block) == best)
+        if prev is not None and chosen.block.header.prev_hash != prev:
+            break
+        expected.append(best)
+        prev = best
+        height += 1
+    assert list(sel.digests) == expected
+    assert [digest_of(pp.block) for pp in sel.reproposals] == expected
+    assert [pp.height for pp in sel.reproposals] == list(
+        range(committed + 1, committed + 1 + len(expected)))
+    if expected:
+        assert sel.reproposal == sel.reproposals[0]
+    else:
+        assert sel == Selection(sel.min_stable, committed, (), ())
 
 
 @given(view_change_sets())
@@ -136,7 +167,7 @@ def test_select_does_not_depend_on_order_when_certificates_tie(vcs: list[ViewCha
     genuine = PrePrepare(8, committed + 1, block_at(committed + 1, 0, [tx]), b"p0", b"s")
     hollow = PrePrepare(8, committed + 1, block_at(committed + 1, 0, []), b"p0", b"s")
     assert digest_of(genuine.block) == digest_of(hollow.block)
-    twins = [ViewChange(9, 0, [], None, PreparedCert(pp, []), b"t%d" % i, b"")
+    twins = [ViewChange(9, 0, [], None, [PreparedCert(pp, [])], b"t%d" % i, b"")
              for i, pp in enumerate((genuine, hollow))]
     both_orders = [*vcs, *twins]
     assert select(both_orders, digest_of) == select(both_orders[::-1], digest_of)
@@ -205,7 +236,8 @@ prepared_certs = st.builds(PreparedCert, pre_prepare=pre_prepares,
                            prepares=st.lists(prepares, max_size=2))
 view_changes = st.builds(ViewChange, new_view=u64, stable_height=u64,
                          checkpoint_proof=st.lists(checkpoints, max_size=2),
-                         last_cert=st.none() | certificates, prepared=st.none() | prepared_certs,
+                         last_cert=st.none() | certificates,
+                         prepared=st.lists(prepared_certs, max_size=2),
                          sender=keys, sig=sigs)
 messages: st.SearchStrategy[Message] = st.one_of(
     pre_prepares,
@@ -214,7 +246,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     checkpoints,
     view_changes,
     st.builds(NewView, view=u64, view_changes=st.lists(view_changes, max_size=2),
-              pre_prepare=st.none() | pre_prepares, sender=keys, sig=sigs),
+              pre_prepares=st.lists(pre_prepares, max_size=2), sender=keys, sig=sigs),
     st.builds(Status, height=u64, view=u64, stable=u64, sender=keys, sig=sigs),
     st.builds(FetchBlocks, from_height=u64, to_height=u64, sender=keys, sig=sigs),
     st.builds(Blocks, blocks=st.lists(st.builds(CertifiedBlock, blocks, certificates),
@@ -360,7 +392,7 @@ def test_signing_bytes_separate_kinds(view: int, height: int, digest: bytes,
         FetchBlocks(view, height, sender),
         Blocks([], sender),
         TxGossip([], sender),
-        NewView(view, [], None, sender),
+        NewView(view, [], [], sender),
     ]
     signed = [signing_bytes(m) for m in msgs]
     assert len(set(signed)) == len(signed)

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from certs.ids import format_cert_id, validate_uscc
+from consensus.newview import PREPARED_MAX
+from consensus.replica import ReplicaConfig
 from ledger.acl import ROLES, get_account
 from ledger.codec import Value
 from ledger.crypto import ENV_PASSPHRASE, load_private_key_file
 from ledger.errors import InputError, KeyFileError
 from ledger.genesis import DEFAULT_CONFIG, initial_state, load_genesis
 from ledger.network import (
+    PIPELINE_DEPTH_MAX,
     SAMPLE_ORGS,
     NetworkLayout,
     init_network,
@@ -112,7 +115,7 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
         'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
         "mempool_max = 100000", "[log]", 'level = "INFO"', "[storage]",
-        'compression = "none"', "state_cache_mb = 256",
+        'compression = "none"', "state_cache_mb = 256", "[consensus]", "pipeline_depth = 1",
     ]
 
 
@@ -327,6 +330,8 @@ level = "INFO"
 [storage]
 compression = "none"
 state_cache_mb = 256
+[consensus]
+pipeline_depth = 1
 """
 
 
@@ -358,10 +363,12 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
     assert (config.host, config.port, config.log_level) == ("127.0.0.1", 9000, "DEBUG")
     assert (config.tx_bytes_max, config.sender_rate_per_s, config.sender_burst,
             config.mempool_max) == (65536, 200, 400, 100_000)
-    assert (config.compression, config.state_cache_mb) == ("none", 256)
-    path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\nstate_cache_mb = 0\n')
-    assert (load_node_config(path).compression, load_node_config(path).state_cache_mb) == (
-        "snappy", 0)
+    assert (config.compression, config.state_cache_mb, config.pipeline_depth) == ("none", 256, 1)
+    path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\nstate_cache_mb = 0\n'
+                    "[consensus]\npipeline_depth = 2\n")
+    changed = load_node_config(path)
+    assert (changed.compression, changed.state_cache_mb, changed.pipeline_depth) == (
+        "snappy", 0, 2)
 
 
 @pytest.mark.parametrize(
@@ -389,6 +396,8 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
         ("state_cache_mb = 256", "state_cache_mb = -1", ["storage.state_cache_mb", "out of range"]),
         ("state_cache_mb = 256", 'state_cache_mb = "1G"',
          ["storage.state_cache_mb", "expected an integer"]),
+        ("pipeline_depth = 1", "pipeline_depth = 0", ["consensus.pipeline_depth", "out of range"]),
+        ("pipeline_depth = 1", "pipeline_depth = 9", ["consensus.pipeline_depth", "(1..8)"]),
     ],
 )
 def test_node_config_errors_name_file_and_key(
@@ -534,3 +543,13 @@ def test_join_command_prints_the_proposal(tmp_path: Path,
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert (args.kind, args.params) == ("add_validator", [
         "name=node4", f"public_key={key}", "address=127.0.0.1:17790"])
+
+
+def test_pipeline_depth_ceiling_is_what_a_view_change_can_carry() -> None:
+    """Goal: node.toml cannot ask for more blocks in flight than a VIEW-CHANGE may carry
+    prepared certificates for (a replica must be able to report every one). Method: the
+    two constants, and the replica's own check of its configuration."""
+    assert PIPELINE_DEPTH_MAX == PREPARED_MAX
+    ReplicaConfig(pipeline_depth=PREPARED_MAX)
+    with pytest.raises(ValueError, match="pipeline_depth"):
+        ReplicaConfig(pipeline_depth=PREPARED_MAX + 1)

@@ -34,7 +34,14 @@ from consensus.messages import (
     ViewChange,
     sign,
 )
-from consensus.replica import K_NEW_VIEW, K_PRE_PREPARE, K_PREPARED, K_VIEW, K_VOTE, Replica
+from consensus.replica import (
+    K_NEW_VIEW,
+    K_VIEW,
+    Replica,
+    pre_prepare_key,
+    prepared_key,
+    vote_key,
+)
 from ledger.block import (
     COMMIT_PURPOSE,
     Block,
@@ -97,7 +104,7 @@ def view_change(net: Net, signer: int, new_view: int, last_height: int = 0,
     """A valid VIEW-CHANGE by ``signer`` (its last certificate read from its own store)."""
     store = net.nodes[signer].store
     cert = store.get_certificate(last_height) if last_height > 0 else None
-    vc = net.sign(ViewChange(new_view, 0, [], cert, prepared, b""), signer)
+    vc = net.sign(ViewChange(new_view, 0, [], cert, [prepared] if prepared else [], b""), signer)
     assert isinstance(vc, ViewChange)
     return vc
 
@@ -155,7 +162,7 @@ def test_normal_case_orders_a_gossiped_transaction(suite: str) -> None:
     pp = proposed[1].message  # type: ignore[union-attr]
     assert isinstance(pp, PrePrepare)
     assert (pp.view, pp.height, pp.block.txs, pp.sender) == (0, 1, [tx], net.nodes[0].pk)
-    assert decode(stored(proposed[0], K_PRE_PREPARE), PrePrepare) == pp
+    assert decode(stored(proposed[0], pre_prepare_key(1)), PrePrepare) == pp
     digest = digest_of(net, pp.block)
 
     # Backups: Persist(vote) strictly before Broadcast(Prepare).
@@ -165,7 +172,7 @@ def test_normal_case_orders_a_gossiped_transaction(suite: str) -> None:
         assert types(d.effects) == [Persist, Broadcast]
         persist = d.effects[0]
         assert isinstance(persist, Persist)
-        assert decode_value(stored(persist, K_VOTE)) == [0, 1, digest, "prepare"]
+        assert decode_value(stored(persist, vote_key(1))) == [0, 1, digest, "prepare"]
         prepare = sent(d.effects, Prepare)[0]
         assert isinstance(prepare, Prepare)
         assert (prepare.view, prepare.height, prepare.digest) == (0, 1, digest)
@@ -179,8 +186,8 @@ def test_normal_case_orders_a_gossiped_transaction(suite: str) -> None:
         assert types(d.effects) == [Persist, Broadcast]
         persist = d.effects[0]
         assert isinstance(persist, Persist)
-        assert decode_value(stored(persist, K_VOTE)) == [0, 1, digest, "commit"]
-        cert = decode(stored(persist, K_PREPARED), PreparedCert)
+        assert decode_value(stored(persist, vote_key(1))) == [0, 1, digest, "commit"]
+        cert = decode(stored(persist, prepared_key(1)), PreparedCert)
         assert cert.pre_prepare == pp
         assert len(cert.prepares) >= net.genesis.validators.quorum - 1
         assert all((p.view, p.height, p.digest) == (0, 1, digest) for p in cert.prepares)
@@ -257,7 +264,7 @@ def test_backups_reject_bad_pre_prepares_without_effects(caplog: pytest.LogCaptu
     ]
     for pp, reason in cases:
         assert_dropped(net, 2, pp, caplog, reason)
-    assert net.nodes[2].store.get_consensus(K_VOTE) is None
+    assert net.nodes[2].store.get_consensus(vote_key(1)) is None
 
     accepted = net.receive(2, by_primary(good))
     assert types(accepted) == [Persist, Broadcast]
@@ -267,7 +274,7 @@ def test_backups_reject_bad_pre_prepares_without_effects(caplog: pytest.LogCaptu
     assert digest_of(net, other) != digest_of(net, good)
     assert net.receive(2, by_primary(other)) == []
     assert net.receive(2, by_primary(good)) == []
-    vote = net.nodes[2].store.get_consensus(K_VOTE)
+    vote = net.nodes[2].store.get_consensus(vote_key(1))
     assert vote is not None and decode_value(vote) == [0, 1, digest_of(net, good), "prepare"]
 
 
@@ -375,7 +382,7 @@ def test_view_change_when_primary_is_silent() -> None:
         assert decode_value(stored(persist, K_VIEW)) == {"view": 0, "vc_target": 1}
         vc = sent(effects, ViewChange)[0]
         assert isinstance(vc, ViewChange)
-        assert vc.new_view == 1 and vc.prepared is None and vc.stable_height == 0
+        assert vc.new_view == 1 and vc.prepared == [] and vc.stable_height == 0
         assert vc.last_cert == net.nodes[i].store.get_certificate(1)
 
     announced = [d for d in net.deliver(both(kind(ViewChange), to(1))) if d.effects]
@@ -387,7 +394,7 @@ def test_view_change_when_primary_is_silent() -> None:
     assert isinstance(persist, Persist) and K_NEW_VIEW in persist.changes
     nv = sent(effects, NewView)[0]
     assert isinstance(nv, NewView)
-    assert nv.view == 1 and nv.pre_prepare is None
+    assert nv.view == 1 and nv.pre_prepares == []
     assert sorted(vc.sender for vc in nv.view_changes) == sorted(net.nodes[i].pk for i in (1, 2, 3))
     fresh = sent(effects[nv_at:], PrePrepare)
     assert len(fresh) == 1
@@ -417,8 +424,8 @@ def prepared_at_node_2_only(net: Net) -> PrePrepare:
     net.take(both(kind(Prepare), to(1, 3)))
     net.deliver(kind(Prepare))
     net.take(kind(Commit))
-    assert net.replica(2).prepared is not None and net.replica(1).prepared is None
-    assert net.replica(3).prepared is None
+    assert 2 in net.replica(2).prepared and not net.replica(1).prepared
+    assert not net.replica(3).prepared
     net.cut.add(0)
     net.take(lambda src, dst, msg: 0 in (src, dst))
     net.now += net.config.view_change_timeout_ms
@@ -426,10 +433,10 @@ def prepared_at_node_2_only(net: Net) -> PrePrepare:
         vc = sent(net.timer(i), ViewChange)[0]
         assert isinstance(vc, ViewChange) and vc.new_view == 1
         if i == 2:
-            assert vc.prepared is not None and vc.prepared.pre_prepare == pp
+            assert [c.pre_prepare for c in vc.prepared] == [pp]
             assert vc.last_cert == net.nodes[2].store.get_certificate(1)
         else:
-            assert vc.prepared is None
+            assert vc.prepared == []
     return pp
 
 
@@ -446,11 +453,12 @@ def test_view_change_reproposes_a_prepared_block() -> None:
     digest = digest_of(net, pp.block)
     announced = [d for d in net.deliver(both(kind(ViewChange), to(1))) if d.effects]
     nv = sent(announced[-1].effects, NewView)[0]
-    assert isinstance(nv, NewView) and nv.pre_prepare is not None
-    assert nv.pre_prepare.block == pp.block
-    assert digest_of(net, nv.pre_prepare.block) == digest
-    assert (nv.pre_prepare.view, nv.pre_prepare.height) == (1, 2)
-    assert nv.pre_prepare.sender == net.nodes[1].pk
+    assert isinstance(nv, NewView) and len(nv.pre_prepares) == 1
+    [again] = nv.pre_prepares
+    assert again.block == pp.block
+    assert digest_of(net, again.block) == digest
+    assert (again.view, again.height) == (1, 2)
+    assert again.sender == net.nodes[1].pk
     net.deliver()
     for i in (1, 2, 3):
         assert net.nodes[i].chain.height == 2
@@ -497,28 +505,28 @@ def test_invalid_new_views_and_forged_view_changes_are_ignored(
     pp = prepared_at_node_2_only(net)
     net.deliver(both(kind(ViewChange), to(1)))
     nv = net.take(kind(NewView))[0][2]
-    assert isinstance(nv, NewView) and nv.pre_prepare is not None
+    assert isinstance(nv, NewView) and len(nv.pre_prepares) == 1
     net.take(kind(Prepare, Commit))
     net.deliver(kind(ViewChange))
     r3 = net.replica(3)
     assert r3.vc_target == 1 and r3.view == 0
 
     vcs = list(nv.view_changes)
-    with_cert = next(vc for vc in vcs if vc.prepared is not None)
-    without_cert = [vc for vc in vcs if vc.prepared is None]
+    with_cert = next(vc for vc in vcs if vc.prepared)
+    without_cert = [vc for vc in vcs if not vc.prepared]
     other_block = net.propose(1, 1, [], net.now, on=1).block
     wrong_pp = net.pre_prepare(1, 1, other_block)
-    genuine_cert = with_cert.prepared
-    assert genuine_cert is not None
+    [genuine_cert] = with_cert.prepared
     node3_vc = next(vc for vc in vcs if vc.sender == net.nodes[3].pk)
     not_node3 = [vc for vc in vcs if vc is not node3_vc]
-    forged_vc = net.sign(replace(node3_vc, prepared=replace(
-        genuine_cert, prepares=[replace(p, sig=flip(p.sig)) for p in genuine_cert.prepares])), 3)
+    forged_vc = net.sign(replace(node3_vc, prepared=[replace(
+        genuine_cert, prepares=[replace(p, sig=flip(p.sig)) for p in genuine_cert.prepares])]), 3)
     assert isinstance(forged_vc, ViewChange)
     bad: list[tuple[NewView, str]] = [
-        (replace(nv, pre_prepare=wrong_pp), "re-proposal differs"),
-        (replace(nv, pre_prepare=None), "re-proposal differs"),
-        (replace(nv, pre_prepare=replace(nv.pre_prepare, height=3)), "re-proposal differs"),
+        (replace(nv, pre_prepares=[wrong_pp]), "re-proposal differs"),
+        (replace(nv, pre_prepares=[]), "leaves out a block"),
+        (replace(nv, pre_prepares=[replace(nv.pre_prepares[0], height=3)]), "re-proposal differs"),
+        (replace(nv, pre_prepares=[*nv.pre_prepares, wrong_pp]), "no VIEW-CHANGE prepared"),
         (replace(nv, view_changes=[with_cert, without_cert[0]]), "fewer than a quorum"),
         (replace(nv, view_changes=[with_cert, with_cert, without_cert[0]]), "repeated"),
         (replace(nv, view_changes=[*not_node3, forged_vc]), "invalid VIEW-CHANGE"),
@@ -536,7 +544,7 @@ def test_invalid_new_views_and_forged_view_changes_are_ignored(
 
     # The same forgeries as stand-alone VIEW-CHANGEs (for view 2, so node 2 still listens).
     for name, cert in forged_prepared_certs(net, genuine_cert):
-        vc = net.sign(ViewChange(2, 0, [], net.nodes[3].store.get_certificate(1), cert, b""), 3)
+        vc = net.sign(ViewChange(2, 0, [], net.nodes[3].store.get_certificate(1), [cert], b""), 3)
         before = len(net.replica(2).view_changes)
         assert_dropped(net, 2, vc, caplog)
         assert len(net.replica(2).view_changes) == before, name
@@ -576,8 +584,7 @@ def test_byzantine_ex_primary_cannot_fork_with_a_forged_prepared_block_body() ->
     net.take()
     net.cut.add(3)
 
-    genuine = net.replica(0).prepared
-    assert genuine is not None
+    genuine = net.replica(0).prepared[1]
     hollow = net.pre_prepare(0, 0, Block(pp.block.header, []))
     forged_vc = view_change(net, 0, 1, prepared=PreparedCert(hollow, genuine.prepares))
     net.now += net.config.view_change_timeout_ms
@@ -867,7 +874,7 @@ def test_restarted_backup_never_votes_for_a_different_digest() -> None:
     net.take()
     restarted = net.restart(2)
     assert [type(e.message) for e in restarted if isinstance(e, (Send, Broadcast))] == [Status]
-    assert net.replica(2).vote == (0, 1, digest_of(net, good), "prepare")
+    assert net.replica(2).votes[1] == (0, digest_of(net, good), "prepare")
     assert net.receive(2, net.pre_prepare(0, 0, other)) == []
     again = net.receive(2, net.pre_prepare(0, 0, good))
     assert types(again) == [Persist, Broadcast]
@@ -894,7 +901,7 @@ def test_restarted_prepared_replica_keeps_its_prepared_certificate() -> None:
     net.take(both(kind(Prepare), to(1, 3)))
     net.deliver(kind(Prepare))
     net.take()
-    assert net.replica(2).prepared is not None
+    assert 2 in net.replica(2).prepared
 
     net.restart(2)
     net.take()
@@ -902,8 +909,9 @@ def test_restarted_prepared_replica_keeps_its_prepared_certificate() -> None:
     joined = net.receive(2, view_change(net, 3, 1, last_height=1))
     vc = sent(joined, ViewChange)[0]
     assert isinstance(vc, ViewChange) and vc.new_view == 1
-    assert vc.prepared is not None and vc.prepared.pre_prepare == pp
-    assert len(vc.prepared.prepares) >= net.genesis.validators.quorum - 1
+    [cert] = vc.prepared
+    assert cert.pre_prepare == pp
+    assert len(cert.prepares) >= net.genesis.validators.quorum - 1
     assert vc.last_cert == net.nodes[2].store.get_certificate(1)
 
 
@@ -1301,8 +1309,8 @@ def some_message_of_each_kind(net: Net, signer: int) -> list[Message]:
         Prepare(0, 2, d, b""),
         Commit(0, 2, d, b"", b""),
         Checkpoint(2, head.state_root, d, b""),
-        ViewChange(1, 0, [], net.nodes[0].store.get_certificate(1), None, b""),
-        NewView(1, [], None, b""),
+        ViewChange(1, 0, [], net.nodes[0].store.get_certificate(1), [], b""),
+        NewView(1, [], [], b""),
         Status(5, 0, 0, b""),
         FetchBlocks(1, 1, b""),
         Blocks([], b""),
