@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--suite", choices=("sm", "intl"), default="sm")
     tp.add_argument("--workload", choices=("cert", "anchor"), default="cert",
                     help="SM2-signed certificate issues (default) or evidence anchors")
+    tp.add_argument("--pipeline-depth", type=int, choices=range(1, 9), default=1,
+                    help="blocks in flight at once (node.toml [consensus] pipeline_depth)")
     tp.add_argument("--quick", action="store_true", help="a short run for CI smoke (< 1 min)")
     tp.add_argument("--json", action="store_true")
     rc = sub.add_parser("recovery", help="restart time with many transactions; catch-up speed")

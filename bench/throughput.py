@@ -124,11 +124,16 @@ def presign(net: Any, count: int, workload: str = "cert") -> list[bytes]:
     return out[:count]
 
 
-def raise_limits(directory: Path) -> None:
+def raise_limits(directory: Path, pipeline_depth: int | None = None) -> None:
+    """Lift the per-sender admission limits (the load comes from one client key) and, if
+    given, set every node's [consensus] pipeline_depth."""
     for toml in directory.glob("node*/node.toml"):
         text = toml.read_text()
         text = re.sub(r"sender_rate_per_s = \d+", "sender_rate_per_s = 1000000", text)
         text = re.sub(r"sender_burst = \d+", "sender_burst = 10000000", text)
+        if pipeline_depth is not None:
+            text = re.sub(r"(?m)^pipeline_depth = \d+", f"pipeline_depth = {pipeline_depth}",
+                          text)
         toml.write_text(text)
 
 
@@ -261,13 +266,13 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
-        workload: str = "cert") -> dict[str, Any]:
+        workload: str = "cert", pipeline_depth: int = 1) -> dict[str, Any]:
     from tests.e2e.netharness import LocalNet
 
     limit = limit_line(nodes, suite)
     workdir = Path(tempfile.mkdtemp(prefix="govledger-bench-"))
     net = LocalNet(workdir / "net", nodes=nodes, suite=suite)
-    raise_limits(net.dir)
+    raise_limits(net.dir, pipeline_depth)
     try:
         net.start_all()
         urls = [net.url(i) for i in range(nodes)]
@@ -351,9 +356,10 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
 
 def main(args: Any) -> int:
     seconds = 5.0 if args.quick else args.seconds
-    figures = run(seconds, args.clients, args.nodes, args.quick, args.suite, args.workload)
+    figures = run(seconds, args.clients, args.nodes, args.quick, args.suite, args.workload,
+                  args.pipeline_depth)
     params = {"seconds": seconds, "clients": args.clients, "nodes": args.nodes,
-              "quick": args.quick, "suite": args.suite,
+              "quick": args.quick, "suite": args.suite, "pipeline_depth": args.pipeline_depth,
               "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
     path = write_result("throughput", params, figures)
     if not args.json:
