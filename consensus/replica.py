@@ -389,8 +389,7 @@ class Replica:
         assert isinstance(st, Status)
         return st
 
-    def _parent_time(self, height: int) -> int:
-        parent = self._parent_for(height)
+    def _time_of(self, parent: Pending | None) -> int:
         return parent.header.time if parent is not None else self.chain.head().time
 
     def _drop(self, msg: Message, why: str) -> list[Effect]:
@@ -630,20 +629,28 @@ class Replica:
             height += 1
         return height if self.in_watermarks(height) else None
 
-    def _take_out(self, block: Block) -> None:
-        """A block was taken into a slot: its transactions are in flight, not waiting (nor
-        to be pooled again: they would be proposed twice)."""
+    def _take(self, pp: PrePrepare, digest: bytes, pending: Pending) -> Slot:
+        """A block is taken into its slot (proposed by us or accepted from the primary): its
+        transactions are in flight, not waiting (nor to be pooled again: they would be
+        proposed twice)."""
+        slot = self.slots.setdefault(pp.height, Slot())
+        slot.pre_prepare, slot.digest, slot.pending, slot.waiting = pp, digest, pending, None
+        slot.extendable = None
+        block = pp.block
         for tx in block.txs:
             tx_id = tx.tx_id(self.suite)
             pooled = self.mempool.pop(tx_id, None)
             self.in_flight[tx_id] = pooled if pooled is not None else (tx, block.header.time)
-
-    def _can_propose(self) -> bool:
-        return self._proposal_height() is not None
+        if pp.height > self.executed + 1:
+            self.stats["pipelined"] += 1
+        return slot
 
     def _batch_deadline(self) -> int | None:
-        if not self.mempool or not self._can_propose():
+        if not self.mempool or self._proposal_height() is None:
             return None
+        return self._oldest_deadline()
+
+    def _oldest_deadline(self) -> int:
         oldest = next(iter(self.mempool.values()))[1]
         return oldest + self.config.batch_timeout_ms
 
@@ -672,12 +679,11 @@ class Replica:
         height = self._proposal_height()
         if height is None:
             return []
-        deadline = self._batch_deadline()
         full = len(self.mempool) >= self.config.batch_tx_max
-        if not full and deadline is not None and now_ms < deadline:
+        if not full and now_ms < self._oldest_deadline():
             return []
         parent = self._parent_for(height)
-        time_ms = max(now_ms, self._parent_time(height) + 1)
+        time_ms = max(now_ms, self._time_of(parent) + 1)
         txs = self._take_batch(time_ms)
         if not txs:
             return []
@@ -685,12 +691,7 @@ class Replica:
                                      self.tx_signature_ok)
         pp = self._sign(PrePrepare(self.view, pending.header.height, pending.block, b""))
         assert isinstance(pp, PrePrepare)
-        slot = self.slots.setdefault(pp.height, Slot())
-        slot.pre_prepare, slot.digest, slot.pending = pp, self.digest_of(pp.block), pending
-        slot.extendable = None
-        self._take_out(pp.block)
-        if pp.height > self.executed + 1:
-            self.stats["pipelined"] += 1
+        self._take(pp, self.digest_of(pp.block), pending)
         self.own_pre_prepares[pp.height] = pp
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         log.debug("v%d: proposing block %d with %d txs", self.view, pp.height, len(txs))
@@ -742,12 +743,11 @@ class Replica:
         """Validate and execute a pre-prepare _may_accept allows; vote PREPARE if we are a
         backup."""
         block, header = pp.block, pp.block.header
-        slot = self.slots.setdefault(pp.height, Slot())
         if header.height != pp.height:
             return self._drop(pp, "block height differs from the pre-prepare")
         digest = self.digest_of(block)
         parent = self._parent_for(pp.height)
-        parent_time = parent.header.time if parent is not None else self.chain.head().time
+        parent_time = self._time_of(parent)
         if fresh:
             if header.view != pp.view or header.proposer != pp.sender:
                 return self._drop(pp, "block names another view or proposer")
@@ -766,11 +766,7 @@ class Replica:
             pending = self.chain.check_proposal(block, parent, self.tx_signature_ok)
         except InputError as exc:
             return self._drop(pp, str(exc))
-        slot.pre_prepare, slot.digest, slot.pending, slot.waiting = pp, digest, pending, None
-        slot.extendable = None
-        self._take_out(block)
-        if pp.height > self.executed + 1:
-            self.stats["pipelined"] += 1
+        slot = self._take(pp, digest, pending)
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         effects: list[Effect] = []
         if pp.sender != self.me and self.primary() != self.me and self.is_validator:
