@@ -63,7 +63,7 @@ from ledger.block import (
     verify_certificate,
 )
 from ledger.chain import Chain, Pending
-from ledger.codec import decode, decode_value, encode_value
+from ledger.codec import decode, decode_value, encode, encode_value
 from ledger.crypto import PrivateKey
 from ledger.errors import DecodeError, InputError
 from ledger.genesis import Genesis
@@ -77,6 +77,12 @@ log = logging.getLogger("govledger.consensus")
 # key is only overwritten once its height is executed, and the keys never grow in number.
 K_VIEW = b"view"
 K_NEW_VIEW = b"new_view"
+# The stable checkpoint's proof (its 2f+1 CHECKPOINTs). Without it a replica restarted
+# with every other replica knew no stable checkpoint, so its high watermark was the
+# first window's: once the chain had outgrown that window no replica could propose or
+# accept the next height, and no checkpoint could form to move it — the network stopped
+# for good after a whole-network restart.
+K_STABLE = b"stable"
 # Before pipelining, one of each (the height after the last executed one): still read, so
 # a node upgraded right after a crash keeps its word.
 K_VOTE = b"vote"
@@ -278,7 +284,27 @@ class Replica:
                         self.own_pre_prepares[pp.height] = pp
             raw = store.get_consensus(K_NEW_VIEW)
             if raw is not None:
-                self.new_view_msg = decode(raw, NewView)
+                nv = self.new_view_msg = decode(raw, NewView)
+                if nv.view == self.view:
+                    # The heights its VIEW-CHANGEs prove committed are settled in this view:
+                    # we fetch them, and nobody proposes them again (a primary restarted
+                    # without this proposed a fresh block at a committed height).
+                    self.catchup_target = max(self.catchup_target,
+                                              select(nv.view_changes, self.digest_of).committed)
+                if nv.view == self.view and nv.sender == self.me:
+                    # Our NEW-VIEW's re-proposals are our pre-prepares of this view too: a
+                    # primary restarted without them proposed fresh blocks at their heights
+                    # — two pre-prepares for one (view, height).
+                    for pp in nv.pre_prepares:
+                        if self.executed < pp.height <= highest:
+                            self.own_pre_prepares.setdefault(pp.height, pp)
+            raw = store.get_consensus(K_STABLE)
+            if raw is not None:
+                proof = decode(raw, list[Checkpoint])
+                assert proof and len({(c.height, c.digest) for c in proof}) == 1
+                # Written after the block it proves was appended, so never above executed.
+                if 0 < proof[0].height <= self.executed:
+                    self.stable, self.stable_proof = proof[0].height, proof
         except (DecodeError, AssertionError, KeyError) as exc:
             raise InputError(f"persisted consensus state is unreadable: {exc}") from None
 
@@ -453,7 +479,7 @@ class Replica:
     def start(self, now_ms: int) -> list[Effect]:
         """Announce ourselves after (re)start: status, and an unfinished view change or proposal."""
         self._enter()
-        effects: list[Effect] = [Broadcast(self._status())]
+        effects: list[Effect] = [Broadcast(self._status()), *self._sign_recent_checkpoints()]
         self.status_deadline = now_ms + self.config.status_interval_ms
         if self.vc_target is not None:
             vc = self._my_view_change(self.vc_target)
@@ -629,7 +655,7 @@ class Replica:
             height += 1
         return height if self.in_watermarks(height) else None
 
-    def _take(self, pp: PrePrepare, digest: bytes, pending: Pending) -> Slot:
+    def _take(self, pp: PrePrepare, digest: bytes, pending: Pending, now_ms: int) -> Slot:
         """A block is taken into its slot (proposed by us or accepted from the primary): its
         transactions are in flight, not waiting (nor to be pooled again: they would be
         proposed twice)."""
@@ -643,6 +669,12 @@ class Replica:
             self.in_flight[tx_id] = pooled if pooled is not None else (tx, block.header.time)
         if pp.height > self.executed + 1:
             self.stats["pipelined"] += 1
+        # We hold requests now, whether or not gossip brought them first: if this block
+        # never commits (a primary withholding its COMMIT from all but one backup) the
+        # timer is what moves us to the next view. Armed only by pooling, a backup that
+        # learnt the block's transactions from the pre-prepare waited for ever.
+        if self.request_deadline is None and self.is_validator and self.vc_target is None:
+            self.request_deadline = now_ms + self.vc_timeout
         return slot
 
     def _batch_deadline(self) -> int | None:
@@ -691,7 +723,7 @@ class Replica:
                                      self.tx_signature_ok)
         pp = self._sign(PrePrepare(self.view, pending.header.height, pending.block, b""))
         assert isinstance(pp, PrePrepare)
-        self._take(pp, self.digest_of(pp.block), pending)
+        self._take(pp, self.digest_of(pp.block), pending, now_ms)
         self.own_pre_prepares[pp.height] = pp
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         log.debug("v%d: proposing block %d with %d txs", self.view, pp.height, len(txs))
@@ -709,6 +741,10 @@ class Replica:
             return self._drop(pp, "not from the primary")
         if pp.height <= self.executed:
             return self._drop(pp, "height already executed")
+        if pp.height <= self.catchup_target:
+            # f + 1 replicas (one of them correct), a stable checkpoint or the NEW-VIEW say
+            # that height is committed: we fetch that block, we take no other.
+            return self._drop(pp, "height committed elsewhere: fetching it")
         if not self.in_watermarks(pp.height):
             return self._drop(pp, "outside the watermarks")
         slot = self.slots.setdefault(pp.height, Slot())
@@ -728,9 +764,16 @@ class Replica:
         return self._accept_pre_prepare(pp, now_ms, fresh=True)
 
     def _release(self, height: int, now_ms: int) -> list[Effect]:
-        """Take the pre-prepare held for ``height`` if it may be taken now."""
+        """Take the pre-prepare held for ``height`` if it may be taken now.
+
+        Never in a view change: a replica that has sent VIEW-CHANGE votes in no older view.
+        (A pre-prepare held for its parent, taken when state transfer executed that parent,
+        once had a replica PREPARE and COMMIT in view v after telling the new primary it was
+        prepared at nothing — and the new view re-proposed another block at that height.)
+        """
         slot = self.slots.get(height)
-        if slot is None or slot.waiting is None or not self._may_accept(height):
+        if (slot is None or slot.waiting is None or self.vc_target is not None
+                or slot.waiting.view != self.view or not self._may_accept(height)):
             return []
         waiting, fresh = slot.waiting, not slot.waiting_reproposal
         slot.waiting, slot.waiting_reproposal = None, False
@@ -766,7 +809,7 @@ class Replica:
             pending = self.chain.check_proposal(block, parent, self.tx_signature_ok)
         except InputError as exc:
             return self._drop(pp, str(exc))
-        slot = self._take(pp, digest, pending)
+        slot = self._take(pp, digest, pending, now_ms)
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         effects: list[Effect] = []
         if pp.sender != self.me and self.primary() != self.me and self.is_validator:
@@ -964,6 +1007,32 @@ class Replica:
             self._update_catchup_from(heights)
         return self._check_stable(cp.height)
 
+    def _sign_recent_checkpoints(self) -> list[Effect]:
+        """After a restart: our CHECKPOINTs again for the checkpoint heights of the last
+        watermark window that we executed and no stable checkpoint covers.
+
+        Ours from before the stop may never have left (the stop cut the broadcast), and a
+        store written before the stable checkpoint was kept (K_STABLE) knows none: if every
+        replica restarted so, the watermarks would stop the chain. Signing the last window's
+        heights, not only the last one, lets replicas stopped a checkpoint apart still meet
+        at a common height; _on_status relays them to replicas still below.
+        """
+        k = self.config.checkpoint_interval
+        effects: list[Effect] = []
+        height = self.executed - self.executed % k
+        while (height > self.stable and height > self.executed - self.config.watermark_window
+               and height > 0):
+            header = self.chain.store.get_header(height)
+            if (header is not None and self._set_for(height).index_of(self.me) is not None
+                    and not self._checkpoint_is_old_news(height)):
+                cp = self._sign(Checkpoint(height, header.state_root,
+                                           header.block_hash(self.suite), b""))
+                assert isinstance(cp, Checkpoint)
+                self.checkpoints.setdefault(height, {})[self.me] = cp
+                effects.append(Broadcast(cp))
+            height -= k
+        return effects
+
     def _check_stable(self, height: int) -> list[Effect]:
         msgs = self.checkpoints.get(height, {})
         voters = self._set_for(height)
@@ -988,6 +1057,10 @@ class Replica:
                 del self.slots[h]
             for h in [h for h in self.checkpoints if h <= height]:
                 del self.checkpoints[h]
+            # Kept (PBFT.md: "keep them: they are its proof"): a restarted replica's
+            # watermarks and VIEW-CHANGEs start from it. Losing this write to a crash only
+            # means restarting from the previous one.
+            return self.persist({K_STABLE: encode(self.stable_proof)})
         return []
 
     # -- view change --------------------------------------------------------------------------
@@ -1297,6 +1370,11 @@ class Replica:
         if st.stable < self.stable <= st.height:
             # It missed the checkpoint messages: relay the proof (each is signed by its author).
             effects += [Send(st.sender, cp) for cp in self.stable_proof]
+        # And our own checkpoints above both stable ones that it has executed: a checkpoint
+        # lost on the way (or never sent: see _sign_recent_checkpoints) is sent again.
+        floor = max(st.stable, self.stable)
+        effects += [Send(st.sender, mine) for h, msgs in sorted(self.checkpoints.items())
+                    if floor < h <= st.height and (mine := msgs.get(self.me)) is not None]
         return effects
 
     def _on_gossip(self, msg: Message, now_ms: int) -> list[Effect]:
