@@ -27,7 +27,10 @@ the same height (hash chains and state roots agree, since the block hash
 covers both); no two honest replicas are prepared for different digests at
 the same (view, height); a committed block never rolls back; every appended
 commit certificate verifies against its height's validator set. After the
-fault phase every network fault stops and every node restarts; then every
+fault phase every network fault stops and every crashed node restarts — in a
+quarter of the seeds every node stops and restarts at once (``restart_all``, a
+power cut; those seeds use a short checkpoint interval so the chain outgrows
+its first watermark window) and more transactions follow; then every
 submitted transaction must be committed at every honest replica within a
 bounded simulated time (liveness).
 
@@ -106,6 +109,11 @@ class Faults:
     skew_max_ms: int
     reconfig: bool
     byzantine: dict[int, str]
+    # Every node stops at the end of the fault phase and starts again (a power cut, or a
+    # coordinated upgrade), then new transactions arrive. Drawn from its own generator
+    # (see Simulation.__init__) so the other draws, and the seeds' traces without it, stay
+    # as they were.
+    restart_all: bool = False
 
     @classmethod
     def draw(cls, rng: random.Random, nodes: int, byzantine: int) -> Faults:
@@ -171,7 +179,8 @@ class Simulation:
         assert 0 <= byzantine <= (nodes - 1) // 3
         self.seed, self.n, self.replica_cls = seed, nodes, replica_cls
         self.rng = random.Random(seed)
-        self.faults = Faults.draw(self.rng, nodes, byzantine)
+        self.faults = replace(Faults.draw(self.rng, nodes, byzantine),
+                              restart_all=random.Random(seed * 104_729 + 3).random() < 0.25)
         self.fault_end = fault_ms
         self.deadline = fault_ms + liveness_ms
         self.suite = SimSuite(random.Random(seed * 7919 + 1), name="sim")
@@ -197,7 +206,12 @@ class Simulation:
         vkeys = [s.generate_key() for _ in range(self.n)]
         self.client, self.committee = s.generate_key(), s.generate_key()
         extra = s.generate_key() if self.faults.reconfig else None
-        self.config = ReplicaConfig(checkpoint_interval=8, watermark_window=32, batch_tx_max=8,
+        # A whole-network restart matters once the chain has outgrown the first watermark
+        # window (nothing below it is kept but the stable checkpoint's proof), so those seeds
+        # run with a short interval and window: a seed commits ~15 blocks.
+        interval = 2 if self.faults.restart_all else 8
+        self.config = ReplicaConfig(checkpoint_interval=interval,
+                                    watermark_window=4 * interval, batch_tx_max=8,
                                     batch_timeout_ms=20, view_change_timeout_ms=2000,
                                     view_change_timeout_max_ms=16_000, retransmit_ms=800,
                                     status_interval_ms=3000, fetch_timeout_ms=1000,
@@ -243,6 +257,13 @@ class Simulation:
                 t += self.rng.randint(1000, 8000)
                 self._push(t, "partition", None)
         self._push(self.fault_end, "heal", None)
+        if self.faults.restart_all:
+            for i in range(3):  # work for the restarted network
+                digest = hashlib.sha256(f"{self.seed}/after-restart/{i}".encode()).digest()
+                tx = make_tx(self.client, "sim", evidence.TX_TYPE,
+                             {"digest": digest, "label": "r"}, 20_000 + i, T0 + 10**9)
+                self.pending_txs[tx.tx_id(s)] = tx
+                self._push(self.fault_end + 2000 + 300 * i, "client", tx)
 
     def _add_node(self, index: int, key: PrivateKey, behaviour: str | None) -> None:
         store = MemoryStore(self.suite)
@@ -323,9 +344,16 @@ class Simulation:
             self._new_partition()
         elif kind == "heal":
             self.partition = None
-            for node in self.nodes:
-                if node.replica is None:
-                    self._start(node)
+            if self.faults.restart_all:
+                for i, node in enumerate(self.nodes):
+                    if node.replica is not None:
+                        node.replica = None
+                        self._note(f"stop {node.index}")
+                    self._push(self.now + 100 + 150 * i, "start", node)
+            else:
+                for node in self.nodes:
+                    if node.replica is None:
+                        self._start(node)
 
     def _note(self, text: str) -> None:
         self.trace.update(f"{self.now} {text}\n".encode())
