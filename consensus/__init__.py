@@ -89,9 +89,15 @@ digest, phase), before a PREPARE or COMMIT — after a restart a replica never
 votes for a different digest at the same view and height; the prepared
 certificate, before the COMMIT — so a VIEW-CHANGE after a restart still
 carries it; the primary's own pre-prepare, before sending it — so a restarted
-primary re-offers the same blocks, never others; and the last NEW-VIEW, to show
-replicas that missed it. Blocks are appended, atomically with their state
-changes, before any client is told they committed.
+primary re-offers the same blocks, never others; the last NEW-VIEW, to show
+replicas that missed it — a restarted primary re-offers its re-proposals, and
+a restarted replica still knows the heights it proved committed (fetched, never
+taken again); and the stable checkpoint's proof, so that a network whose every
+replica restarted keeps its watermarks. (A restarted replica also signs the
+checkpoints of its last window again and relays its own to peers below them:
+stores from before the proof was kept, and checkpoints a stop cut off, do not
+stall it.) Blocks are appended, atomically with their state changes, before any
+client is told they committed.
 """
 
 from consensus.effects import Append, Broadcast, Effect, Persist, Send
