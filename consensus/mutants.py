@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from consensus.effects import Effect
 from consensus.messages import Commit, Message, PreparedCert
-from consensus.replica import Replica, ReplicaConfig
+from consensus.replica import K_STABLE, Replica, ReplicaConfig
 from ledger.chain import Chain
 from ledger.crypto import PrivateKey
 
@@ -67,6 +67,18 @@ class NoPersistBeforeSend(Replica):
         return []
 
 
+class ForgetStableCheckpoint(Replica):
+    """Keeps no stable checkpoint across a restart, and does not sign its recent checkpoints
+    again: a network whose every replica restarts past its first watermark window can
+    neither propose nor form a checkpoint any more (the bug of session 13)."""
+
+    def persist(self, changes: dict[bytes, bytes | None]) -> list[Effect]:
+        return super().persist({k: v for k, v in changes.items() if k != K_STABLE})
+
+    def _sign_recent_checkpoints(self) -> list[Effect]:
+        return []
+
+
 MUTANTS: dict[str, type[Replica]] = {
     "commit_quorum_2f": CommitQuorumMinusOne,
     "drop_prepared_certs": DropPreparedCertificates,
@@ -74,4 +86,5 @@ MUTANTS: dict[str, type[Replica]] = {
     "skip_signature_check": SkipSignatureCheck,
     "watermark_off_by_one": WatermarkOffByOne,
     "no_persist_before_send": NoPersistBeforeSend,
+    "forget_stable_checkpoint": ForgetStableCheckpoint,
 }

@@ -29,8 +29,9 @@ the same (view, height); a committed block never rolls back; every appended
 commit certificate verifies against its height's validator set. After the
 fault phase every network fault stops and every crashed node restarts — in a
 quarter of the seeds every node stops and restarts at once (``restart_all``, a
-power cut; those seeds use a short checkpoint interval so the chain outgrows
-its first watermark window) and more transactions follow; then every
+power cut, which those seeds also suffer once in the middle of the fault phase;
+they use a short checkpoint interval so the chain outgrows its first watermark
+window) and more transactions follow; then every
 submitted transaction must be committed at every honest replica within a
 bounded simulated time (liveness).
 
@@ -109,10 +110,9 @@ class Faults:
     skew_max_ms: int
     reconfig: bool
     byzantine: dict[int, str]
-    # Every node stops at the end of the fault phase and starts again (a power cut, or a
-    # coordinated upgrade), then new transactions arrive. Drawn from its own generator
-    # (see Simulation.__init__) so the other draws, and the seeds' traces without it, stay
-    # as they were.
+    # Every node stops at once and starts again (a power cut, or a coordinated upgrade):
+    # once in the middle of the fault phase and once at its end, after which new
+    # transactions arrive. Drawn from its own generator (see Simulation.__init__).
     restart_all: bool = False
 
     @classmethod
@@ -179,8 +179,11 @@ class Simulation:
         assert 0 <= byzantine <= (nodes - 1) // 3
         self.seed, self.n, self.replica_cls = seed, nodes, replica_cls
         self.rng = random.Random(seed)
+        # Whole-network restarts draw from a generator of their own: the other draws, and
+        # the traces of the seeds without them, stay as they were.
+        self.side_rng = random.Random(seed * 104_729 + 3)
         self.faults = replace(Faults.draw(self.rng, nodes, byzantine),
-                              restart_all=random.Random(seed * 104_729 + 3).random() < 0.25)
+                              restart_all=self.side_rng.random() < 0.25)
         self.fault_end = fault_ms
         self.deadline = fault_ms + liveness_ms
         self.suite = SimSuite(random.Random(seed * 7919 + 1), name="sim")
@@ -258,6 +261,10 @@ class Simulation:
                 self._push(t, "partition", None)
         self._push(self.fault_end, "heal", None)
         if self.faults.restart_all:
+            # A power cut in the middle of the fault phase too: every node at once, with
+            # whatever was in flight, each back after its own delay.
+            at = self.side_rng.randint(self.fault_end // 4, 3 * self.fault_end // 4)
+            self._push(at, "stop_all", None)
             for i in range(3):  # work for the restarted network
                 digest = hashlib.sha256(f"{self.seed}/after-restart/{i}".encode()).digest()
                 tx = make_tx(self.client, "sim", evidence.TX_TYPE,
@@ -342,6 +349,12 @@ class Simulation:
             self._crash(self.nodes[data])
         elif kind == "partition":
             self._new_partition()
+        elif kind == "stop_all":
+            for node in self.nodes:
+                if node.replica is not None:
+                    node.replica = None
+                    self._note(f"stop {node.index}")
+                    self._push(self.now + self.side_rng.randint(200, 4000), "start", node)
         elif kind == "heal":
             self.partition = None
             if self.faults.restart_all:
