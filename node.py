@@ -197,7 +197,8 @@ class Node:
                                if config.consortium_key else None)
         self.me = self.key.public_key().raw
         self.store = LevelDBStore(str(config.data_dir / "ledger"), self.suite,
-                                  compression=config.compression)
+                                  compression=config.compression,
+                                  write_buffer_bytes=config.write_buffer_mb << 20)
         try:
             self.registry = build_registry()
             self.chain = Chain(self.store, self.genesis, self.registry,

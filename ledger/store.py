@@ -40,14 +40,18 @@ results, and the root node of its ``state_root`` exists. On any mismatch it
 raises :class:`~ledger.errors.CorruptionError` naming the height and what is
 wrong; the node refuses to start rather than serve from it.
 
-LevelDB runs with a 32 MiB write buffer instead of its 4 MiB default
-(``WRITE_BUFFER_BYTES``). Most keys written here are hashes (tree nodes, tx
-ids) spread over the whole key space, so every level-0 file overlaps all of
-level 1 and each flush makes LevelDB merge that level again; with a buffer
-8× larger it flushes and merges 8× less often. Measured (bench/RESULTS.md):
-LevelDB's CPU for 100k transactions' writes 25 → 14 s; nodes' CPU per
-committed transaction −25 %. The cost is up to two buffers of memory per node
-(the active one and the one being flushed) and a longer log to replay on open.
+LevelDB runs with a 128 MiB write buffer instead of its 4 MiB default
+(``WRITE_BUFFER_BYTES``; a node sets it with ``[storage] write_buffer_mb``).
+Most keys written here are hashes (tree nodes, tx ids) spread over the whole
+key space, so every level-0 file overlaps all of level 1 and each flush makes
+LevelDB merge that level again; a larger buffer flushes and merges less often.
+Measured (bench/RESULTS.md): 4 → 32 MiB took LevelDB's CPU for 100k
+transactions' writes from 25 to 14 s and the nodes' CPU per committed
+transaction down 25 % (session 6); 32 → 128 MiB halved the compaction threads'
+CPU over 200 s of full load (~130k certificates) and raised the throughput the
+grown network sustains by ~10 % (session 13). The cost is up to two buffers of
+memory per node (the active one and the one being flushed) and a longer log to
+replay on open.
 Tables carry bloom filters (``BLOOM_BITS_PER_KEY``, ~1 % false positives): a
 point read — a flow by id, a tree node, the "already committed?" check of a new
 transaction id — then skips the levels that do not hold its key instead of
@@ -117,7 +121,7 @@ from ledger.state import EMPTY_ROOT
 
 T = TypeVar("T")
 FORMAT_VERSION = 1
-WRITE_BUFFER_BYTES = 32 << 20  # see the module docstring
+WRITE_BUFFER_BYTES = 128 << 20  # see the module docstring
 BLOOM_BITS_PER_KEY = 10  # see the module docstring
 COMPRESSIONS: Final = ("none", "snappy")  # node.toml [storage] compression
 COMPRESSION = "none"  # see the module docstring: not snappy
@@ -372,9 +376,11 @@ class LevelDBStore:
     """The durable store: one LevelDB database per node (see the module docstring)."""
 
     def __init__(self, path: str, suite: Suite, check: bool = True,
-                 compression: str = COMPRESSION) -> None:
+                 compression: str = COMPRESSION,
+                 write_buffer_bytes: int = WRITE_BUFFER_BYTES) -> None:
         """``compression``: one of ``COMPRESSIONS``, for the tables written from now on (see
-        the module docstring); a store's tables are readable whichever wrote them."""
+        the module docstring); a store's tables are readable whichever wrote them.
+        ``write_buffer_bytes``: LevelDB's write buffer (see the module docstring)."""
         import plyvel
 
         if compression not in COMPRESSIONS:
@@ -385,7 +391,7 @@ class LevelDBStore:
         os.makedirs(path, exist_ok=True)
         try:
             self.db = plyvel.DB(path, create_if_missing=True, paranoid_checks=True,
-                                write_buffer_size=WRITE_BUFFER_BYTES,
+                                write_buffer_size=write_buffer_bytes,
                                 bloom_filter_bits=BLOOM_BITS_PER_KEY,
                                 compression=None if compression == "none" else compression,
                                 max_file_size=TABLE_FILE_BYTES,

@@ -115,7 +115,8 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
         'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
         "mempool_max = 100000", "[log]", 'level = "INFO"', "[storage]",
-        'compression = "none"', "state_cache_mb = 256", "[consensus]", "pipeline_depth = 1",
+        'compression = "none"', "state_cache_mb = 256", "write_buffer_mb = 128", "[consensus]",
+        "pipeline_depth = 1",
     ]
 
 
@@ -330,6 +331,7 @@ level = "INFO"
 [storage]
 compression = "none"
 state_cache_mb = 256
+write_buffer_mb = 128
 [consensus]
 pipeline_depth = 1
 """
@@ -363,12 +365,13 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
     assert (config.host, config.port, config.log_level) == ("127.0.0.1", 9000, "DEBUG")
     assert (config.tx_bytes_max, config.sender_rate_per_s, config.sender_burst,
             config.mempool_max) == (65536, 200, 400, 100_000)
-    assert (config.compression, config.state_cache_mb, config.pipeline_depth) == ("none", 256, 1)
+    assert (config.compression, config.state_cache_mb, config.write_buffer_mb,
+            config.pipeline_depth) == ("none", 256, 128, 1)
     path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\nstate_cache_mb = 0\n'
-                    "[consensus]\npipeline_depth = 2\n")
+                    "write_buffer_mb = 16\n[consensus]\npipeline_depth = 2\n")
     changed = load_node_config(path)
-    assert (changed.compression, changed.state_cache_mb, changed.pipeline_depth) == (
-        "snappy", 0, 2)
+    assert (changed.compression, changed.state_cache_mb, changed.write_buffer_mb,
+            changed.pipeline_depth) == ("snappy", 0, 16, 2)
 
 
 @pytest.mark.parametrize(
@@ -396,6 +399,8 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
         ("state_cache_mb = 256", "state_cache_mb = -1", ["storage.state_cache_mb", "out of range"]),
         ("state_cache_mb = 256", 'state_cache_mb = "1G"',
          ["storage.state_cache_mb", "expected an integer"]),
+        ("write_buffer_mb = 128", "write_buffer_mb = 2",
+         ["storage.write_buffer_mb", "out of range (4..4096)"]),
         ("pipeline_depth = 1", "pipeline_depth = 0", ["consensus.pipeline_depth", "out of range"]),
         ("pipeline_depth = 1", "pipeline_depth = 9", ["consensus.pipeline_depth", "(1..8)"]),
     ],
