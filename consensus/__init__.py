@@ -62,7 +62,10 @@ committed blocks).
 A validator joins a higher view early only on the word of f + 1 others —
 one replica announcing a huge view number moves nobody. Once a quorum asks
 for the same view the view-change timer runs; if no NEW-VIEW arrives in time
-the validator asks for the next view and doubles the timeout. The new
+the validator asks for the next view and doubles the timeout. Having asked for
+view v, it votes in no view below v again: neither a held pre-prepare nor a
+NEW-VIEW for a lower view is taken (its VIEW-CHANGE already told the others
+what it was prepared at). The new
 primary, with a quorum of VIEW-CHANGEs, sends NEW-VIEW carrying them and the
 blocks it must re-propose, height by height: a pure function of those messages
 (:func:`consensus.newview.select`) that every backup recomputes.

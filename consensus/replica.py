@@ -1159,6 +1159,11 @@ class Replica:
     def _on_new_view(self, nv: NewView, now_ms: int) -> list[Effect]:
         if nv.view < self.view or (nv.view == self.view and self.vc_target is None):
             return self._drop(nv, "for a view we are already past or in")
+        if self.vc_target is not None and nv.view < self.vc_target:
+            # We told every replica we are done with the views below vc_target, and our
+            # VIEW-CHANGE for it says what we were prepared at then: voting in a lower view
+            # now could prepare a block that a NEW-VIEW built on that word leaves out.
+            return self._drop(nv, f"below the view {self.vc_target} we asked for")
         if nv.sender != self.primary(nv.view):
             return self._drop(nv, "not from that view's primary")
         senders = set()

@@ -29,7 +29,9 @@ JOBS = int(os.environ.get("GOVLEDGER_SIM_JOBS", str(min(2, os.cpu_count() or 1))
 #      network never committed again (no stable checkpoint kept), a replica voted in the
 #      old view while in a view change (fork), a backup without a request timer stalled,
 #      a restarted primary equivocated against its own NEW-VIEW (fork).
-REGRESSION_SEEDS = [1, 22, 29, 73, 111, 112, 184, 185, 310, 570, 739]
+# 8813: a replica that had asked for view v + 2 took the NEW-VIEW for v + 1 and voted there;
+#      a twin primary of v + 2 built its NEW-VIEW on that replica's older VIEW-CHANGE (fork).
+REGRESSION_SEEDS = [1, 22, 29, 73, 111, 112, 184, 185, 310, 570, 739, 8813]
 
 
 def _check(summary: dict[str, object], nodes: int, byzantine: int) -> None:

@@ -1,6 +1,6 @@
 """Restarts the protocol must survive: the whole network at once, a primary right after its
 NEW-VIEW, a replica whose NEW-VIEW settled heights it has not fetched yet — and the view
-change a restart can leave a replica in.
+changes around them: no vote in an older view once a replica has asked for a newer one.
 
 Each of these was a stall or a fork the simulator found once it restarted every node at the
 end of its fault phase (``consensus.sim``, ``restart_all``); each test drives the real
@@ -240,3 +240,35 @@ def test_backup_that_learns_transactions_from_the_pre_prepare_starts_its_timer()
     vc = sent(net.timer(2), ViewChange)
     assert vc and isinstance(vc[0], ViewChange) and vc[0].new_view == 1
 
+
+
+def test_replica_that_asked_for_a_later_view_refuses_an_earlier_new_view() -> None:
+    """Goal: once a replica has sent VIEW-CHANGE(v + 2) it takes no NEW-VIEW for v + 1: its
+    VIEW-CHANGE told the others what it was prepared at, and voting in view v + 1 afterwards
+    could prepare a block a NEW-VIEW(v + 2) built on that word leaves out (a fork the
+    simulator found: seed 8813, a twin primary picking the older VIEW-CHANGE).
+
+    Method: nodes 1 - 3 time out (VIEW-CHANGE(1)); node 2 gets the others' and, when its
+    view-change timer expires too, asks for view 2. Node 1 then gets a quorum for view 1 and
+    announces it: node 2 stays in its view change to 2, in view 0.
+    """
+    net = Net()
+    net.start()
+    start_with_pending_request(net, 1)
+    net.now += net.config.view_change_timeout_ms
+    for i in (1, 2, 3):
+        assert [vc.new_view for vc in sent(net.timer(i), ViewChange)] == [1]
+    to_primary = net.take(to(1))
+    net.deliver(both(kind(ViewChange), to(2)))
+    deadline = net.replica(2).vc_deadline
+    assert deadline is not None
+    net.now = deadline
+    assert [vc.new_view for vc in sent(net.timer(2), ViewChange)] == [2]
+    assert net.replica(2).vc_target == 2
+    net.take()
+    net.queue.extend(to_primary)
+    announced = [d for d in net.deliver(both(kind(ViewChange), to(1))) if d.effects]
+    nv = sent(announced[-1].effects, NewView)
+    assert nv and isinstance(nv[0], NewView) and nv[0].view == 1
+    assert net.receive(2, nv[0]) == []
+    assert (net.replica(2).view, net.replica(2).vc_target) == (0, 2)
