@@ -291,11 +291,10 @@ class Replica:
                     # without this proposed a fresh block at a committed height).
                     self.catchup_target = max(self.catchup_target,
                                               select(nv.view_changes, self.digest_of).committed)
-                if nv.view == self.view and nv.sender == self.me:
-                    # Our NEW-VIEW's re-proposals are our pre-prepares of this view too: a
-                    # primary restarted without them proposed fresh blocks at their heights
-                    # — two pre-prepares for one (view, height).
-                    for pp in nv.pre_prepares:
+                    # Our own NEW-VIEW's re-proposals are our pre-prepares of this view too:
+                    # a primary restarted without them proposed fresh blocks at their
+                    # heights — two pre-prepares for one (view, height).
+                    for pp in nv.pre_prepares if nv.sender == self.me else []:
                         if self.executed < pp.height <= highest:
                             self.own_pre_prepares.setdefault(pp.height, pp)
             raw = store.get_consensus(K_STABLE)
@@ -773,7 +772,7 @@ class Replica:
         """
         slot = self.slots.get(height)
         if (slot is None or slot.waiting is None or self.vc_target is not None
-                or slot.waiting.view != self.view or not self._may_accept(height)):
+                or not self._may_accept(height)):
             return []
         waiting, fresh = slot.waiting, not slot.waiting_reproposal
         slot.waiting, slot.waiting_reproposal = None, False
@@ -922,11 +921,8 @@ class Replica:
         self._reconfigure(height)
         if height % self.config.checkpoint_interval == 0:
             if voted and not self._checkpoint_is_old_news(height):
-                cp = self._sign(Checkpoint(height, pending.header.state_root, cert.block_hash,
-                                           b""))
-                assert isinstance(cp, Checkpoint)
-                self.checkpoints.setdefault(height, {})[self.me] = cp
-                effects.append(Broadcast(cp))
+                effects.append(self._own_checkpoint(height, pending.header.state_root,
+                                                    cert.block_hash))
             effects += self._check_stable(height)
         # The next height: a pre-prepare held for this one's execution, or one taken while
         # this one was in flight whose commit quorum may be complete already.
@@ -1025,13 +1021,17 @@ class Replica:
             header = self.chain.store.get_header(height)
             if (header is not None and self._set_for(height).index_of(self.me) is not None
                     and not self._checkpoint_is_old_news(height)):
-                cp = self._sign(Checkpoint(height, header.state_root,
-                                           header.block_hash(self.suite), b""))
-                assert isinstance(cp, Checkpoint)
-                self.checkpoints.setdefault(height, {})[self.me] = cp
-                effects.append(Broadcast(cp))
+                effects.append(self._own_checkpoint(height, header.state_root,
+                                                    header.block_hash(self.suite)))
             height -= k
         return effects
+
+    def _own_checkpoint(self, height: int, state_root: bytes, block_hash: bytes) -> Broadcast:
+        """Sign our CHECKPOINT for ``height``, count it, and broadcast it."""
+        cp = self._sign(Checkpoint(height, state_root, block_hash, b""))
+        assert isinstance(cp, Checkpoint)
+        self.checkpoints.setdefault(height, {})[self.me] = cp
+        return Broadcast(cp)
 
     def _check_stable(self, height: int) -> list[Effect]:
         msgs = self.checkpoints.get(height, {})

@@ -351,22 +351,26 @@ class Simulation:
             self._new_partition()
         elif kind == "stop_all":
             for node in self.nodes:
-                if node.replica is not None:
-                    node.replica = None
-                    self._note(f"stop {node.index}")
+                if self._stop(node):
                     self._push(self.now + self.side_rng.randint(200, 4000), "start", node)
         elif kind == "heal":
             self.partition = None
             if self.faults.restart_all:
                 for i, node in enumerate(self.nodes):
-                    if node.replica is not None:
-                        node.replica = None
-                        self._note(f"stop {node.index}")
+                    self._stop(node)
                     self._push(self.now + 100 + 150 * i, "start", node)
             else:
                 for node in self.nodes:
                     if node.replica is None:
                         self._start(node)
+
+    def _stop(self, node: Node) -> bool:
+        """A whole-network stop takes this node down (its store survives); False if it was."""
+        if node.replica is None:
+            return False
+        node.replica = None
+        self._note(f"stop {node.index}")
+        return True
 
     def _note(self, text: str) -> None:
         self.trace.update(f"{self.now} {text}\n".encode())
