@@ -9,68 +9,29 @@ free 127.0.0.1 port from an event loop in a background thread. Commands run thro
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from client.cli import UsageError, main
 from client.cmd_gov import parse_params
 from client.sdk import Client, NodeError, request
 from ledger.crypto import load_private_key_file
-from ledger.network import SAMPLE_ORGS, init_network, load_node_config
+from ledger.network import SAMPLE_ORGS, init_network
 from ledger.reads import HEADER, make_read
+from tests.unit.node_harness import NodeThread, free_port
 
 TIME_MS = 1_767_225_600_000
-
-
-class NodeThread:
-    """A node.Node serving HTTP from its own event loop in a daemon thread."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.config = load_node_config(config_path)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.node: Any = None
-        self.runner: web.AppRunner | None = None
-
-    def start(self) -> None:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
-
-    async def _start(self) -> None:
-        import node
-
-        self.node = node.Node(self.config, verify_workers=0)
-        self.runner = web.AppRunner(self.node.build_app(), access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, self.config.host, self.config.port).start()
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
-        self.loop.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, NodeThread]]:
     directory = tmp_path_factory.mktemp("net")
-    port = _free_port()
+    port = free_port()
     init_network(directory, 1, with_sample_orgs=True, base_port=port, time_ms=TIME_MS,
                  chain_id="govledger-cli")
     runner = NodeThread(directory / "node0" / "node.toml")
