@@ -52,7 +52,7 @@ def _cert_id(request: web.Request) -> str:
 
 def _limit(request: web.Request, default: int = 50) -> int:
     text = request.query.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= queries.LIST_MAX:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= queries.LIST_MAX:
         raise InputError(f"limit must be an integer between 1 and {queries.LIST_MAX}")
     return int(text)
 

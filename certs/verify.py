@@ -110,7 +110,7 @@ def parse_as_of(value: object) -> int:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit() and len(text) <= 18:
+        if text.isascii() and text.isdigit() and len(text) <= 18:
             return int(text)
         try:
             return cst_midnight_ms(parse_date(text, "as-of date"))

@@ -61,7 +61,7 @@ def _tag(request: web.Request) -> str:
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name, str(default))
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise InputError(f"{name} must be an integer between {low} and {high}")
     return int(text)
 

@@ -116,7 +116,7 @@ def _hex_arg(request: web.Request, name: str, length: int | None = None) -> byte
 
 def _int_arg(request: web.Request, name: str) -> int:
     text = request.match_info[name]
-    if not text.isdigit() or len(text) > 19:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise InputError(f"{name} must be a non-negative integer")
     return int(text)
 

@@ -22,7 +22,7 @@ from ledger.reads import INDEX_PREFIX
 
 def _limit(request: web.Request, default: int = 50, most: int = 500) -> int:
     text = request.query.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
         raise InputError(f"limit must be an integer between 1 and {most}")
     return int(text)
 
@@ -49,7 +49,7 @@ async def list_proposals(request: web.Request) -> web.Response:
 async def get_proposal(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["number"]
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise InputError("proposal id must be a positive integer")
     proposal = governance.get_proposal(node.chain.state_get, int(text))
     if proposal is None:

@@ -212,6 +212,26 @@ def test_bad_input_is_a_4xx(net: CertNet, method: str, path: str, body: bytes | 
     serve(net, scenario)
 
 
+@pytest.mark.parametrize(("method", "path", "body", "headers", "detail"), [
+    # "²" is a digit to str.isdigit() but not to int(): these were 500s.
+    ("GET", "/v1/certs?limit=%C2%B2", None, {}, "limit must be an integer between 1 and"),
+    ("POST", "/v1/certs/verify", '{"id": "x", "at": "²"}'.encode(), {},
+     "as-of time '²': give YYYY-MM-DD, an ISO date-time or ms since 1970"),
+])
+def test_fuzzer_findings_are_a_400(net: CertNet, method: str, path: str, body: bytes | None,
+                                   headers: dict[str, str], detail: str) -> None:
+    """Goal: inputs tests/property/test_api_fuzz.py found answered with a 500 get a 400
+    that names what is wrong. Method: send each exactly as found."""
+    async def scenario(client: TestClient[Any, Any], node: FakeNode) -> None:
+        resp = await client.request(method, path, data=body, headers=headers)
+        assert resp.status == 400, await resp.text()
+        payload = await resp.json()
+        assert payload["error"] == "bad_request" and payload["detail"].startswith(detail), (
+            payload)
+
+    serve(net, scenario)
+
+
 def test_verify_of_garbage_documents_is_a_verdict(net: CertNet) -> None:
     """Goal: a syntactically valid request with a nonsense document or an unknown id gets an
     INVALID verdict (200), never an error page. Method: post several."""

@@ -1,0 +1,68 @@
+"""The node's own HTTP routes (ledger.api, ledger.api_gov, fiscal.routes and the dashboard's
+files) answer bad input with a 4xx JSON error that names what is wrong, never a 500.
+
+A one-validator network with the sample organisations (``init_network``) is served by a
+real ``node.Node`` in process (:mod:`tests.unit.node_harness`); requests go over HTTP as
+sent, percent-encoding included. The cases are the ones ``tests/property/test_api_fuzz.py``
+found.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from ledger.network import init_network
+from tests.unit.node_harness import NodeThread, free_port
+
+TIME_MS = 1_767_225_600_000
+AUDIT = "11350100MB1F00030Y"
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("net")
+    port = free_port()
+    init_network(directory, 1, with_sample_orgs=True, base_port=port, time_ms=TIME_MS,
+                 chain_id="govledger-routes")
+    runner = NodeThread(directory / "node0" / "node.toml")
+    runner.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        runner.stop()
+
+
+def call(url: str, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    req = urllib.request.Request(url + path, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+
+
+# "²" (%C2%B2) is a digit to str.isdigit() but not to int(); "١" (%D9%A1) is one to both.
+@pytest.mark.parametrize(("path", "detail"), [
+    ("/v1/blocks/%C2%B2", "height must be a non-negative integer"),
+    ("/v1/blocks/%D9%A1", "height must be a non-negative integer"),
+    ("/v1/gov/proposals?limit=%C2%B2", "limit must be an integer between 1 and 500"),
+    ("/v1/gov/proposals/%C2%B2", "proposal id must be a positive integer"),
+    ("/v1/funds?limit=%C2%B2", "limit must be an integer between 1 and 500"),
+    ("/v1/alerts?before=%C2%B2", "before must be an integer between 1 and"),
+    (f"/v1/payees/{AUDIT}/payments?limit=%C2%B2", "limit must be an integer between 1 and"),
+])
+def test_digits_of_other_scripts_are_not_numbers(url: str, path: str, detail: str) -> None:
+    """Goal: a number in a path or query is ASCII digits; a digit of another script is a
+    400 naming the parameter (it was a 500: str.isdigit() accepts "²", which int() refuses,
+    and "١" was read as 1). Method: one request per parameter."""
+    status, content_type, body = call(url, "GET", path)
+    assert status == 400 and content_type.startswith("application/json"), body
+    answer = json.loads(body)
+    assert answer["error"] == "bad_request" and answer["detail"].startswith(detail), answer
+
