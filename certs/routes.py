@@ -35,7 +35,7 @@ from certs import queries
 from certs.bundle import CertNotFound, build_bundle
 from certs.ids import IdentifierError, parse_cert_id, validate_type_code, validate_uscc
 from certs.verify import parse_as_of, verify_certificate
-from ledger.api import NODE_KEY, error, op, reply
+from ledger.api import NODE_KEY, error, op, read_body, reply
 from ledger.errors import InputError
 
 LOOKUP_ROLES = ("issuer", "verifier", "auditor", "finance")
@@ -62,7 +62,7 @@ def _no_float(text: str) -> None:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
+    body = await read_body(request)
     if len(body) > BODY_BYTES_MAX:
         raise InputError(f"request body larger than {BODY_BYTES_MAX} bytes")
     try:

@@ -114,6 +114,21 @@ def _hex_arg(request: web.Request, name: str, length: int | None = None) -> byte
     return value
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The request body as sent; InputError if it cannot be read: not in the Content-Encoding
+    it declares, or cut short. (Too large a body is aiohttp's 413.)"""
+    try:
+        return await request.read()
+    except web.RequestPayloadError:
+        encoding = request.headers.get("Content-Encoding")
+        if encoding:
+            raise InputError(f"the request body does not decode as its Content-Encoding "
+                             f"({encoding}) says; send it encoded so, or without "
+                             f"Content-Encoding") from None
+        raise InputError("the request body is malformed (cut short, or a bad chunked "
+                         "transfer encoding)") from None
+
+
 def _int_arg(request: web.Request, name: str) -> int:
     text = request.match_info[name]
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
@@ -123,7 +138,7 @@ def _int_arg(request: web.Request, name: str) -> int:
 
 async def post_tx(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    body = await request.read()
+    body = await read_body(request)
     tx = parse_tx(body, request.content_type, node.parse_limits())
     wait = request.query.get("wait", "")
     if wait not in ("", "commit"):

@@ -66,3 +66,15 @@ def test_digits_of_other_scripts_are_not_numbers(url: str, path: str, detail: st
     answer = json.loads(body)
     assert answer["error"] == "bad_request" and answer["detail"].startswith(detail), answer
 
+
+def test_a_body_not_in_its_content_encoding_is_a_400(url: str) -> None:
+    """Goal: a transaction whose body does not decode as its Content-Encoding says gets a
+    400 saying so (it was a 500: the body could not be read). Method: POST /v1/tx with
+    Content-Encoding: gzip and bytes that are not gzip."""
+    status, _, body = call(url, "POST", "/v1/tx", b"\x00\x00",
+                           {"Content-Encoding": "gzip", "Content-Type": "application/msgpack"})
+    assert status == 400, body
+    assert json.loads(body) == {
+        "error": "bad_request",
+        "detail": "the request body does not decode as its Content-Encoding (gzip) says; send "
+                  "it encoded so, or without Content-Encoding"}

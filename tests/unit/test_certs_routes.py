@@ -217,6 +217,11 @@ def test_bad_input_is_a_4xx(net: CertNet, method: str, path: str, body: bytes | 
     ("GET", "/v1/certs?limit=%C2%B2", None, {}, "limit must be an integer between 1 and"),
     ("POST", "/v1/certs/verify", '{"id": "x", "at": "²"}'.encode(), {},
      "as-of time '²': give YYYY-MM-DD, an ISO date-time or ms since 1970"),
+    # A body that does not decode as its Content-Encoding says could not be read: a 500.
+    ("POST", "/v1/certs/verify", b"\x00\x00", {"Content-Encoding": "gzip"},
+     "the request body does not decode as its Content-Encoding (gzip) says"),
+    ("POST", "/v1/certs/holders/lookup", b"\x00\x00", {"Content-Encoding": "gzip"},
+     "the request body does not decode as its Content-Encoding (gzip) says"),
 ])
 def test_fuzzer_findings_are_a_400(net: CertNet, method: str, path: str, body: bytes | None,
                                    headers: dict[str, str], detail: str) -> None:
