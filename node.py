@@ -590,8 +590,20 @@ class Node:
             async def dashboard(_: web.Request) -> web.FileResponse:
                 return web.FileResponse(web_root / "index.html")
 
+            # The dashboard's files by name; any other name is a JSON 404 without a look at
+            # the file system (aiohttp's add_static answered a missing file with an empty
+            # 404, and a name too long for the file system with a 500).
+            files = {p.relative_to(web_root).as_posix() for p in web_root.rglob("*")
+                     if p.is_file()}
+
+            async def static_file(request: web.Request) -> web.StreamResponse:
+                name = request.match_info["filename"]
+                if name not in files:
+                    return api.error(404, "not_found", f"the dashboard has no file {name}")
+                return web.FileResponse(web_root / name)
+
             app.router.add_get("/", dashboard)
-            app.router.add_static("/static/", web_root, show_index=False)
+            app.router.add_get("/static/{filename:.+}", static_file)
         app.cleanup_ctx.append(self._lifecycle)
         return app
 

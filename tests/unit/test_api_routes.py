@@ -78,3 +78,15 @@ def test_a_body_not_in_its_content_encoding_is_a_400(url: str) -> None:
         "error": "bad_request",
         "detail": "the request body does not decode as its Content-Encoding (gzip) says; send "
                   "it encoded so, or without Content-Encoding"}
+
+
+@pytest.mark.parametrize("name", ["nope.js", "a" * 300, "vendor", "..%2Fnode.py"])
+def test_a_file_the_dashboard_does_not_have_is_a_json_404(url: str, name: str) -> None:
+    """Goal: /static/ serves the dashboard's files; any other name is a JSON 404 (a missing
+    file was an empty 404, and a name longer than the file system allows a 500). Method:
+    fetch one file that exists and names that do not."""
+    status, content_type, body = call(url, "GET", "/static/app.js")
+    assert status == 200 and content_type == "application/javascript"
+    status, content_type, body = call(url, "GET", f"/static/{name}")
+    assert status == 404 and content_type.startswith("application/json"), body
+    assert json.loads(body)["detail"].startswith("the dashboard has no file ")
