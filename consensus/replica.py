@@ -515,6 +515,14 @@ class Replica:
             effects += self._flush_gossip()
         return effects + self._progress(now_ms)
 
+    def flush_gossip(self) -> list[Effect]:
+        """Send the transactions waiting for company now. The driver calls this when it
+        has nothing else to do: the linger exists to batch transactions that arrive
+        together, and an idle node has no more coming in this instant (a busy one keeps
+        lingering and batching)."""
+        self._enter()
+        return self._flush_gossip()
+
     def _flush_gossip(self) -> list[Effect]:
         self.gossip_deadline = None
         if not self.gossip_out:

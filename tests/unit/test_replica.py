@@ -227,6 +227,24 @@ def test_normal_case_orders_a_gossiped_transaction(suite: str) -> None:
     assert net.nodes[3].chain.result_of(tx.tx_id(net.suite)) is not None
 
 
+def test_gossip_lingers_for_company_until_the_driver_flushes_it() -> None:
+    """Goal: submitted transactions wait up to gossip_linger_ms to leave together, and the
+    driver can send them at once when it is idle (no company is coming), after which the
+    linger deadline is gone. Method: a 50 ms linger; two submits give no broadcast; the
+    flush gives one TxGossip with both, and a second flush gives nothing."""
+    net = Net(config=small_config(gossip_linger_ms=50))
+    net.start()
+    first, second = net.tx(1), net.tx(2)
+    assert sent(net.submit(1, first), TxGossip) == []
+    assert sent(net.submit(1, second), TxGossip) == []
+    backup = net.replica(1)
+    assert backup.next_deadline_ms() == net.now + 50
+    flushed = net.run(1, backup.flush_gossip())
+    assert [g.txs for g in sent(flushed, TxGossip)] == [[first, second]]
+    assert backup.gossip_deadline is None
+    assert backup.flush_gossip() == []
+
+
 # -- 2. bad pre-prepares --------------------------------------------------------------------------
 
 

@@ -118,3 +118,38 @@ def test_batches_spread_over_several_workers_keep_each_verdict() -> None:
         assert all(not w._process.is_alive() for w in verifier.workers)
 
     asyncio.run(main())
+
+
+def test_checks_leave_at_once_when_idle_and_together_while_a_batch_is_out() -> None:
+    """Goal: a check asked for while no batch is out at the worker leaves in the same turn
+    of the event loop, not after the linger (which cost every check at moderate load its
+    full wait); checks asked for while a batch is out wait for its answer and then leave
+    as one batch. Method: a 30 s linger; 200 checks, then 5 more once the first batch is
+    out; all answered well within the linger, in exactly two batches."""
+    async def main() -> None:
+        verifier = BatchVerifier("sm", workers=1, linger_s=30.0)
+        worker = verifier.workers[0]
+        sizes: list[int] = []
+        check = worker.check
+
+        def spy(items: list[tuple[bytes, str, bytes, bytes]]) -> asyncio.Future[list[bool] | None]:
+            sizes.append(len(items))
+            return check(items)
+
+        worker.check = spy  # type: ignore[method-assign]
+        first_items = [item(b"first %d" % i) for i in range(200)]
+        later_items = [item(b"later %d" % i, good=i != 2) for i in range(5)]
+        try:
+            first = [verifier.verify_sig(*it) for it in first_items]
+            while not sizes:
+                await asyncio.sleep(0)
+            later = [verifier.verify_sig(*it) for it in later_items]
+            await asyncio.sleep(0)
+            assert sizes == [200], "checks asked for while a batch is out wait for its answer"
+            verdicts = await asyncio.wait_for(asyncio.gather(*first, *later), 20)
+            assert verdicts == [True] * 200 + [True, True, False, True, True]
+            assert sizes == [200, 5]
+        finally:
+            await verifier.close()
+
+    asyncio.run(main())
