@@ -329,7 +329,7 @@ def _holder(row: Row) -> tuple[str, str]:
     code = _need(row, "holder_code")
     given = row.cells.get("holder_code_type", "")
     if given:
-        kind = given.zfill(3) if given.isdigit() else given
+        kind = given.zfill(3) if given.isascii() and given.isdigit() else given
         if kind not in HOLDER_CODE_TYPES:
             raise RowError(f"holder_code_type {given!r} is not 001 (USCC) or 111 (citizen ID)")
         try:
@@ -556,7 +556,7 @@ def parse_flow_row(row: Row, columns: list[str], today: str) -> FlowRow:
     person: tuple[str, str, str] | None = None
     if kind == "APPROPRIATION":
         year = _need(row, "year")
-        if not year.isdigit():
+        if not (year.isascii() and year.isdigit()):
             raise RowError(f"year {year!r} is not a year")
         payload = payloads.appropriation(
             tag=_need(row, "tag"), amount=amount, year=int(year), doc_no=_need(row, "doc_no"),

@@ -369,4 +369,4 @@ def digest_field(payload: dict[str, Value], name: str) -> bytes | None:
 def normalise_region(text: str) -> str:
     """A 6-digit administrative division code is widened to the 9-digit fiscal code."""
     text = text.strip()
-    return text + "000" if len(text) == 6 and text.isdigit() else text
+    return text + "000" if len(text) == 6 and text.isascii() and text.isdigit() else text

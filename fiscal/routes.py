@@ -120,7 +120,7 @@ async def get_totals(request: web.Request) -> web.Response:
     prefix = request.query.get("prefix", "")
     if by not in ("function", "region"):
         raise InputError("by must be function or region")
-    if not (prefix.isdigit() or prefix == "") or len(prefix) > 9:
+    if not ((prefix.isascii() and prefix.isdigit()) or prefix == "") or len(prefix) > 9:
         raise InputError("prefix must be up to 9 digits")
     return reply(request, queries.totals(node.chain.store, by, prefix))
 

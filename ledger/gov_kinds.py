@@ -77,7 +77,8 @@ def _schedule(ctx: ExecContext, validators: list[Validator]) -> None:
 def _address(params: dict[str, Value]) -> str:
     address = str_param(params, "address", 255)
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536 or " " in address:
+    port_ok = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+    if not host or not port_ok or " " in address:
         raise TxRejected("params.address must be host:port (the node's HTTP and peer address)")
     return address
 
@@ -313,7 +314,7 @@ def _setting(name: str, value: Value) -> Value:
         settable = ", ".join(sorted(settable_config()))
         raise TxRejected(f"unknown setting {name!r}; settable: {settable}")
     if isinstance(rule, tuple):
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             value = int(value)
         low, high = rule
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -354,7 +355,8 @@ def _check_org(state_get: StateGet, p: dict[str, Value]) -> dict[str, Value]:
     if not isinstance(kind, str) or kind not in acl.ORG_KINDS:
         raise TxRejected(f"params.kind must be one of {', '.join(acl.ORG_KINDS)}")
     region = p.get("region")
-    if not isinstance(region, str) or len(region) != 6 or not region.isdigit():
+    if (not isinstance(region, str) or len(region) != 6
+            or not (region.isascii() and region.isdigit())):
         raise TxRejected("params.region must be a 6-digit administrative division code")
     keys_in = p.get("keys", [])
     if not isinstance(keys_in, list) or len(keys_in) > 32:

@@ -95,7 +95,7 @@ def proposal_key(number: int) -> bytes:
 
 def positive_int(value: Value) -> Value:
     """The default check of an application setting: a positive integer."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise TxRejected("must be a positive integer")

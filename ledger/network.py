@@ -851,7 +851,7 @@ def _network_addresses(directory: Path, genesis: Genesis) -> set[tuple[str, int]
     used: set[tuple[str, int]] = set()
     for v in genesis.validators.validators:
         host, _, port = v.address.rpartition(":")
-        if port.isdigit():
+        if port.isascii() and port.isdigit():
             used.add((host, int(port)))
     for path in directory.glob(f"*/{NODE_CONFIG_FILE}"):
         try:

@@ -242,6 +242,8 @@ BAD_PARAMS: list[tuple[str, dict[str, Value], str]] = [
      "params.public_key:"),
     ("add_validator", {"public_key": "@new", "name": "n", "address": "no-port"},
      "params.address must be host:port"),
+    ("add_validator", {"public_key": "@new", "name": "n", "address": "h:\u00b2"},
+     "params.address must be host:port"),  # a digit to isdigit(), not to int()
     ("add_validator", {"public_key": "@v0", "name": "x", "address": "h:1"},
      "that key is already a validator"),
     ("add_validator", {"public_key": "@new", "name": "node0", "address": "h:1"},
@@ -266,6 +268,8 @@ BAD_PARAMS: list[tuple[str, dict[str, Value], str]] = [
                                                             "genesis"),
     ("set_config", {"changes": {"batch_tx_max": 0}}, "setting batch_tx_max must be an integer "
                                                      "from 1 to 100000"),
+    ("set_config", {"changes": {"batch_tx_max": "\u0661\u0662"}},
+     "setting batch_tx_max must be an integer from 1 to 100000"),  # Arabic-Indic 12
     ("set_config", {"changes": {"colour": 1}}, "unknown setting 'colour'; settable:"),
     ("set_config", {"changes": {}}, "params.changes must be a non-empty map"),
     ("register_org", {"uscc": "91350100M000100Y44", "name": "x", "kind": "department",
@@ -276,6 +280,9 @@ BAD_PARAMS: list[tuple[str, dict[str, Value], str]] = [
      "params.kind must be one of department, enterprise"),
     ("register_org", {"uscc": NEW_USCC, "name": "x", "kind": "department", "region": "35"},
      "params.region must be a 6-digit"),
+    ("register_org", {"uscc": NEW_USCC, "name": "x", "kind": "department",
+                      "region": "\uff13\uff15\uff10\uff11\uff10\uff12"},
+     "params.region must be a 6-digit"),  # full-width digits
     ("register_org", {"uscc": NEW_USCC, "name": "x", "kind": "department", "region": "350102",
                       "keys": ["@ent"]}, "a key in params.keys already belongs to an account"),
     ("rotate_org_key", {"old_key": "@new", "new_key": "@new2"},
