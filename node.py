@@ -596,8 +596,11 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
+        # A signed read travels hex-encoded in one header (ledger.reads): allow that header
+        # its full length, which is over aiohttp's default limit of 8190 bytes per field.
         app = web.Application(middlewares=[api.error_middleware],
-                              client_max_size=self.config.tx_bytes_max * 3 + 4096)
+                              client_max_size=self.config.tx_bytes_max * 3 + 4096,
+                              handler_args={"max_field_size": reads.HEADER_CHARS_MAX + 256})
         app[api.NODE_KEY] = self
         api.add_routes(app)
         api_gov.add_routes(app)

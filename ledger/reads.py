@@ -52,6 +52,7 @@ HEADER = "X-Govledger-Read"
 WINDOW_MS = 5 * 60 * 1000
 COMMIT_MARGIN_MS = 30_000
 READ_BYTES_MAX = 8192
+HEADER_CHARS_MAX = 2 * READ_BYTES_MAX  # the header carries the read in hex
 INDEX_PREFIX = b"access/"
 
 
@@ -78,8 +79,8 @@ def parse_header(header: str | None, roles: tuple[str, ...]) -> Transaction:
         raise Rejection(401, "signature_required", f"this query needs a signed read (header "
                                                    f"{HEADER}) by a key with the "
                                                    f"{' or '.join(roles)} role")
-    if len(header) > 2 * READ_BYTES_MAX:
-        raise Rejection(400, "bad_encoding", f"{HEADER} is longer than {2 * READ_BYTES_MAX}")
+    if len(header) > HEADER_CHARS_MAX:
+        raise Rejection(400, "bad_encoding", f"{HEADER} is longer than {HEADER_CHARS_MAX}")
     try:
         return decode(bytes.fromhex(header), Transaction, max_size=READ_BYTES_MAX)
     except (ValueError, DecodeError) as exc:

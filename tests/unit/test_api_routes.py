@@ -56,6 +56,7 @@ def call(url: str, method: str, path: str, body: bytes | None = None,
     ("/v1/funds?limit=%C2%B2", "limit must be an integer between 1 and 500"),
     ("/v1/alerts?before=%C2%B2", "before must be an integer between 1 and"),
     (f"/v1/payees/{AUDIT}/payments?limit=%C2%B2", "limit must be an integer between 1 and"),
+    ("/v1/fiscal/totals?by=region&prefix=%C2%B2", "prefix must be up to 9 digits"),
 ])
 def test_digits_of_other_scripts_are_not_numbers(url: str, path: str, detail: str) -> None:
     """Goal: a number in a path or query is ASCII digits; a digit of another script is a
@@ -90,3 +91,19 @@ def test_a_file_the_dashboard_does_not_have_is_a_json_404(url: str, name: str) -
     status, content_type, body = call(url, "GET", f"/static/{name}")
     assert status == 404 and content_type.startswith("application/json"), body
     assert json.loads(body)["detail"].startswith("the dashboard has no file ")
+
+
+@pytest.mark.parametrize(("chars", "detail"), [
+    (9_000, "X-Govledger-Read does not decode"),
+    (16_400, "X-Govledger-Read is longer than 16384"),
+])
+def test_a_signed_read_header_of_any_allowed_length_reaches_the_node(
+        url: str, chars: int, detail: str) -> None:
+    """Goal: a signed read may be as long as ledger.reads allows (16,384 hex characters);
+    the node judges it and answers in JSON (aiohttp refused any header over 8,190 bytes
+    with a plain-text 400 first, so a large legitimate read could never be made). Method: a
+    header of 9,000 characters that does not decode, and one just over the limit."""
+    status, content_type, body = call(url, "GET", f"/v1/payees/{AUDIT}/payments",
+                                      headers={"X-Govledger-Read": "0" * chars})
+    assert status == 400 and content_type.startswith("application/json"), body
+    assert json.loads(body)["detail"].startswith(detail), body
