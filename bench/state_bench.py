@@ -30,7 +30,7 @@ class DictStore:
         self.nodes: dict[bytes, bytes] = {}
         self.reads = 0
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
+    def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
         self.reads += 1
         return self.nodes.get(node_hash)
 

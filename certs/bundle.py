@@ -112,7 +112,7 @@ def build_bundle(chain: Chain, cert_id: str, agency: str | None = None) -> CertB
     root = header.state_root
 
     def item(key: bytes) -> StateItem:
-        return StateItem(key, tree.get(root, key), tree.prove(root, key))
+        return StateItem(key, tree.get(root, key, height), tree.prove(root, key, height))
 
     record_item = item(cert_key(cert_id))
     if record_item.value is None:

@@ -96,11 +96,15 @@ class _Nodes:
             self.layers.append(pending.state_nodes)
             pending = pending.parent
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
+    def get_node(self, node_hash: bytes, height: int | None) -> bytes | None:
         for layer in self.layers:
             if node_hash in layer:
                 return layer[node_hash]
-        return self.store.get_node(node_hash)
+        return self.store.get_node(node_hash, height)
+
+    def is_pending(self, node_hash: bytes) -> bool:
+        """Whether ``node_hash`` is read from a pending block (the tree does not cache it)."""
+        return any(node_hash in layer for layer in self.layers)
 
 
 def promote_validators(state: StateView, height: int, time_ms: int) -> None:
@@ -234,12 +238,13 @@ class Chain:
     # -- genesis ------------------------------------------------------------------------
 
     def _genesis_root(self) -> bytes:
-        root, _ = self.tree().update(EMPTY_ROOT, initial_state(self.genesis, self.registry))
+        root, _ = self.tree().update(EMPTY_ROOT, initial_state(self.genesis, self.registry),
+                                     height=0)
         return root
 
     def _append_genesis(self, block: Block) -> None:
         changes = initial_state(self.genesis, self.registry)
-        root, nodes = self.tree().update(EMPTY_ROOT, changes)
+        root, nodes = self.tree().update(EMPTY_ROOT, changes, height=0)
         assert root == block.header.state_root
         self.store.append(BlockCommit(block, None, [], {}, changes, nodes, {}))
 
@@ -266,7 +271,7 @@ class Chain:
         header = self.store.get_header(height)
         if header is None:
             raise InputError(f"no block at height {height}")
-        return self.tree().get(header.state_root, key)
+        return self.tree().get(header.state_root, key, height)
 
     def validators_for(self, height: int, parent: Pending | None = None) -> ValidatorSet:
         """The validator set that certifies block ``height`` (see the module docstring).
@@ -290,7 +295,8 @@ class Chain:
             if header is None:
                 raise InputError(f"no block at height {height - 1}")
             tree = self.tree()
-            found = validators_from_state(lambda k: tree.get(header.state_root, k), height)
+            found = validators_from_state(
+                lambda k: tree.get(header.state_root, k, height - 1), height)
         self._committed_sets[height] = found
         if len(self._committed_sets) > _COMMITTED_SETS_MAX:
             self._committed_sets.popitem(last=False)
@@ -357,7 +363,8 @@ class Chain:
         )
         superseded: set[bytes] = set()
         state_root, nodes = self.tree(parent).update(
-            base.state_root, execution.state_changes, superseded)
+            base.state_root, execution.state_changes, superseded,
+            height=block.header.height, root_height=base.height)
         pending = Pending(block=block, execution=execution, state_nodes=nodes, parent=parent,
                           superseded_nodes=superseded)
         return pending, result_root(self.suite, execution.results), state_root

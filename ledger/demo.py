@@ -101,7 +101,8 @@ def run(directory: Path) -> int:
 
         step(3, "a digest never anchored: a verifiable absence proof")
         missing = suite.hash(b"a document nobody anchored")
-        absent = chain.tree().prove(header.state_root, evidence.evidence_key(missing))
+        absent = chain.tree().prove(header.state_root, evidence.evidence_key(missing),
+                                    header.height)
         verify_state_proof(suite.hash, header.state_root, evidence.evidence_key(missing), None,
                            absent)
         print(f"    absence of {missing.hex()[:16]}… proven against state root "

@@ -156,14 +156,15 @@ def build_header_proof(chain: Chain, height: int) -> HeaderProof:
         raise InputError(f"no certified block at height {height}")
     tree = chain.tree()
     links = []
-    for effective in validator_history(lambda k: tree.get(header.state_root, k)):
+    for effective in validator_history(lambda k: tree.get(header.state_root, k, height)):
         link_header = store.get_header(effective - 1)
         link_cert = store.get_certificate(effective - 1)
         assert link_header is not None and link_cert is not None
-        record = tree.get(link_header.state_root, NEXT_VALIDATORS_KEY)
+        record = tree.get(link_header.state_root, NEXT_VALIDATORS_KEY, effective - 1)
         assert record is not None, f"no scheduled validator set in block {effective - 1}"
         links.append(ValidatorLink(link_header, link_cert, record,
-                                   tree.prove(link_header.state_root, NEXT_VALIDATORS_KEY)))
+                                   tree.prove(link_header.state_root, NEXT_VALIDATORS_KEY,
+                                              effective - 1)))
     return HeaderProof(header, cert, links)
 
 
@@ -188,7 +189,7 @@ def build_evidence_proof(chain: Chain, digest: bytes) -> EvidenceProof:
     assert location is not None and location[0] == height
     header = chain.store.get_header(height)
     assert header is not None
-    state_proof = chain.tree().prove(header.state_root, evidence_key(digest))
+    state_proof = chain.tree().prove(header.state_root, evidence_key(digest), height)
     return EvidenceProof(
         digest=digest,
         record=raw,

@@ -23,10 +23,30 @@ Hash and record formats (``H`` is the suite hash, 32-byte output: SM3)
 - ``value_hash = H(value)``; ``leaf_hash = H(0x00 || key_hash || value_hash)``.
 - ``internal_hash = H(0x01 || left_hash || right_hash)``. An internal node
   never has two EMPTY children, nor one EMPTY child and one leaf child.
-- Node records, keyed by node hash: internal = ``0x01 || left || right`` (65
-  bytes, the hash preimage itself); leaf = ``0x00 || u32be(len(key)) || key ||
+- Node records: internal = ``0x01 || left || right || u64be(left_at) ||
+  u64be(right_at)`` (81 bytes: the hash preimage, then where each child is stored;
+  ``2**64 - 1`` for EMPTY or not known); leaf = ``0x00 || u32be(len(key)) || key ||
   value`` (the full key and value, so any past state can be read).
 - Keys are 1..1024 bytes, values 0..1 MiB.
+
+Where nodes are stored
+----------------------
+A node is stored at the height of the block whose update made it, and read by (hash,
+height): the store keys it by height first, so a block's nodes go into LevelDB in key
+order, next to each other, instead of at random places all over the key space. Random
+keys cost twice: inserting ~14 of them per ``cert.issue`` into a memtable of a million
+entries took 2 - 4 us each (cache misses; 0.6 us into an empty one), and compaction
+rewrote the whole key space as it grew (bench/RESULTS.md, session 14). A parent's record
+says where each child is; a block's root is always stored at the block's own height (an
+update returns the root's record even when the block changed nothing), so the root of
+any block's state is found from the block's height. Stores written before this keep
+their nodes keyed by hash, with 65-byte internal records (the bare preimage, no
+locations): such a child's location is "not known" and the store reads it by hash.
+
+Nodes are content-addressed, so the same node may be stored at two heights; each copy's
+record points at children that exist where it says. The cache is keyed by hash and holds
+only records read from the store or persisted by the caller, never a pending block's
+(which may point at nodes only that block made, and it may never be appended).
 
 Proof format (:class:`StateProof`) and verification
 ----------------------------------------------------
@@ -135,9 +155,12 @@ CACHE_BYTES_DEFAULT = 256 << 20
 
 
 class NodeReader(Protocol):
-    """Read access to the node store. ``get_node`` returns None if absent."""
+    """Read access to the node store. ``get_node`` returns None if absent.
 
-    def get_node(self, node_hash: bytes) -> bytes | None: ...
+    ``height`` is where the node was written (see "Where nodes are stored" above), or
+    None for a node of a store written before nodes had locations."""
+
+    def get_node(self, node_hash: bytes, height: int | None) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +187,26 @@ class _Internal:
     frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs twice as much.
     Nobody changes one after it is made."""
 
-    __slots__ = ("left", "right")
+    __slots__ = ("left", "left_at", "right", "right_at")
 
-    def __init__(self, left: bytes, right: bytes) -> None:
-        self.left = left
-        self.right = right
+    def __init__(self, record: bytes) -> None:
+        self.left = record[1:33]
+        self.right = record[33:65]
+        if len(record) == _INTERNAL_BYTES:
+            left_at, right_at = _LOCATIONS.unpack_from(record, _PREIMAGE_BYTES)
+            self.left_at = None if left_at == _NOWHERE else left_at
+            self.right_at = None if right_at == _NOWHERE else right_at
+        else:  # a bare preimage: a node of a store written before nodes had locations
+            self.left_at = self.right_at = None
 
 
-_INTERNAL_ENTRY_BYTES = 1 + 2 * HASH_BYTES + _CACHE_ENTRY_OVERHEAD_BYTES
+_PREIMAGE_BYTES = 1 + 2 * HASH_BYTES  # an internal node's hash preimage: 0x01||left||right
+_LOCATIONS = struct.Struct(">QQ")  # where the left and the right child are stored
+_INTERNAL_BYTES = _PREIMAGE_BYTES + _LOCATIONS.size
+_INTERNAL_ENTRY_BYTES = _INTERNAL_BYTES + _CACHE_ENTRY_OVERHEAD_BYTES
+# A stored height meaning "not known": the child of a node from a store written before nodes
+# had locations (its record is the bare preimage), or an EMPTY child.
+_NOWHERE = (1 << 64) - 1
 
 
 class _NodeCache:
@@ -234,7 +269,7 @@ class _NodeCache:
         if self.entry_max < _INTERNAL_ENTRY_BYTES:
             return
         internals = {node_hash: record for node_hash, record in nodes.items()
-                     if len(record) == 1 + 2 * HASH_BYTES and record[0] == 1}
+                     if len(record) == _INTERNAL_BYTES and record[0] == 1}
         for node_hash in internals.keys() & self.old.keys():
             self.old_bytes -= _cached_size(self.old.pop(node_hash))
         known = internals.keys() & self.young.keys()
@@ -282,8 +317,10 @@ class _Leaf:
 _Node = _Internal | _Leaf
 # A pending change: (path as int, key hash, key, new value or None to delete).
 _Change = tuple[int, bytes, bytes, bytes | None]
-# A leaf being placed by _build: (path as int, leaf hash).
-_LeafRef = tuple[int, bytes]
+# A leaf being placed by _build: (path as int, leaf hash, height it is stored at).
+_LeafRef = tuple[int, bytes, int | None]
+# A subtree an update made or kept: (hash, kind, height its top node is stored at).
+_Subtree = tuple[bytes, int, int | None]
 
 
 def _bit(path: int, depth: int) -> int:
@@ -365,23 +402,32 @@ class SparseMerkleTree:
         # node to walk; bytes are not tracked by the collector.
         self._cache = _NodeCache(cache_bytes_max)
         self._superseded: set[bytes] | None = None  # collects for update() while it runs
+        self._height = 0  # the height update() stores the nodes it makes at
 
     # -- node store access ------------------------------------------------
 
-    def _load(self, node_hash: bytes) -> _Node:
+    def _load(self, node_hash: bytes, at: int | None) -> _Node:
+        """The node ``node_hash``, stored at height ``at`` (None: a node of an older store)."""
         assert node_hash != EMPTY_ROOT, "EMPTY is never loaded"
         hit = self._cache.get(node_hash)
         if hit is not None:
             if type(hit) is bytes:
-                return _Internal(hit[1:33], hit[33:65])
+                return _Internal(hit)
             return hit  # type: ignore[return-value]
-        record = self._nodes.get_node(node_hash)
+        record = self._nodes.get_node(node_hash, at)
         if record is None:
-            raise CorruptionError(f"state node {node_hash.hex()} is missing from the store")
+            where = "(an older store's)" if at is None else f"stored at height {at}"
+            raise CorruptionError(f"state node {node_hash.hex()} {where} is missing from the "
+                                  f"store")
         if not isinstance(record, bytes):
             raise CorruptionError(f"state node {node_hash.hex()} is not bytes")
         node = self._decode(node_hash, record)
-        self._cache.put(node_hash, record if isinstance(node, _Internal) else node)
+        # Only persisted records are cached: their children's locations hold for ever, on
+        # whatever path the same node appears. A pending block's record may point at
+        # nodes that block alone made, at its height, and it may never be appended.
+        is_pending = getattr(self._nodes, "is_pending", None)
+        if is_pending is None or not is_pending(node_hash):
+            self._cache.put(node_hash, record if isinstance(node, _Internal) else node)
         return node
 
     def remember_persisted(
@@ -405,14 +451,14 @@ class SparseMerkleTree:
     def _decode(self, node_hash: bytes, record: bytes) -> _Node:
         where = f"state node {node_hash.hex()}"
         if record[:1] == _INTERNAL_TAG:
-            if len(record) != 1 + 2 * HASH_BYTES:
+            if len(record) not in (_PREIMAGE_BYTES, _INTERNAL_BYTES):
                 raise CorruptionError(f"{where}: internal record of {len(record)} bytes")
-            left, right = record[1:33], record[33:65]
-            if left == EMPTY_ROOT and right == EMPTY_ROOT:
+            node = _Internal(record)
+            if node.left == EMPTY_ROOT and node.right == EMPTY_ROOT:
                 raise CorruptionError(f"{where}: internal node with two EMPTY children")
-            if self._verify_nodes and self._h(record) != node_hash:
+            if self._verify_nodes and self._h(record[:_PREIMAGE_BYTES]) != node_hash:
                 raise CorruptionError(f"{where}: record does not hash to its key")
-            return _Internal(left, right)
+            return node
         if record[:1] == _LEAF_TAG and len(record) >= 1 + _LEAF_HEADER.size:
             (key_len,) = _LEAF_HEADER.unpack_from(record, 1)
             start = 1 + _LEAF_HEADER.size
@@ -430,9 +476,10 @@ class SparseMerkleTree:
             return _Leaf(key, value, key_hash, value_hash)
         raise CorruptionError(f"{where}: unknown record type {record[:1].hex() or 'empty'}")
 
-    def _load_child(self, node_hash: bytes, sibling: bytes, path: int, depth: int) -> _Node:
+    def _load_child(self, node_hash: bytes, at: int | None, sibling: bytes, path: int,
+                    depth: int) -> _Node:
         """Load the node at ``depth`` on ``path`` and check it fits the compact shape."""
-        node = self._load(node_hash)
+        node = self._load(node_hash, at)
         if isinstance(node, _Leaf):
             if depth > 0 and sibling == EMPTY_ROOT:
                 raise CorruptionError(f"state node {node_hash.hex()}: leaf beside EMPTY")
@@ -444,39 +491,44 @@ class SparseMerkleTree:
 
     # -- reads --------------------------------------------------------------
 
-    def _walk(self, root: bytes, key: bytes) -> tuple[bytes, int, list[bytes], _Leaf | None]:
+    def _walk(self, root: bytes, key: bytes, height: int | None
+              ) -> tuple[bytes, int, list[bytes], _Leaf | None]:
         """Follow ``key``'s path from ``root``: (key_hash, depth, siblings, terminal leaf)."""
         _check_hash_arg("root", root)
         _check_key(key)
         key_hash = self._h(key)
         path = int.from_bytes(key_hash)
         siblings: list[bytes] = []
-        node_hash, sibling = root, EMPTY_ROOT
+        node_hash, at, sibling = root, height, EMPTY_ROOT
         for depth in range(PATH_BITS + 1):
             if node_hash == EMPTY_ROOT:
                 return key_hash, depth, siblings, None
-            node = self._load_child(node_hash, sibling, path, depth)
+            node = self._load_child(node_hash, at, sibling, path, depth)
             if isinstance(node, _Leaf):
                 if node.key_hash == key_hash and node.key != key:
                     raise CorruptionError(f"leaf {node_hash.hex()}: key hash collision")
                 return key_hash, depth, siblings, node
             if _bit(path, depth):
-                node_hash, sibling = node.right, node.left
+                node_hash, at, sibling = node.right, node.right_at, node.left
             else:
-                node_hash, sibling = node.left, node.right
+                node_hash, at, sibling = node.left, node.left_at, node.right
             siblings.append(sibling)
         raise AssertionError("unreachable: _load_child refuses internal nodes at depth 256")
 
-    def get(self, root: bytes, key: bytes) -> bytes | None:
-        """The value of ``key`` in the state ``root``, or None if absent."""
-        key_hash, _, _, leaf = self._walk(root, key)
+    def get(self, root: bytes, key: bytes, height: int | None = None) -> bytes | None:
+        """The value of ``key`` in the state ``root`` of block ``height``, or None if absent.
+
+        ``height`` is where the root is stored: the block whose state it is (an update at
+        height h stores its root there, changed or not). None: a root of an older store."""
+        key_hash, _, _, leaf = self._walk(root, key, height)
         if leaf is None or leaf.key_hash != key_hash:
             return None
         return leaf.value
 
-    def prove(self, root: bytes, key: bytes) -> StateProof:
-        """A proof of ``key``'s value (or absence) in ``root``; see :func:`verify_state_proof`."""
-        _, depth, siblings, leaf = self._walk(root, key)
+    def prove(self, root: bytes, key: bytes, height: int | None = None) -> StateProof:
+        """A proof of ``key``'s value (or absence) in ``root`` (of block ``height``, as for
+        :meth:`get`); see :func:`verify_state_proof`."""
+        _, depth, siblings, leaf = self._walk(root, key, height)
         bitmap = 0
         present: list[bytes] = []
         for i, sibling in enumerate(siblings):
@@ -488,23 +540,25 @@ class SparseMerkleTree:
         value_hash = leaf.value_hash if leaf.value_hash is not None else self._h(leaf.value)
         return StateProof(present, bitmap.to_bytes(32), depth, leaf.key_hash, value_hash)
 
-    def items(self, root: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, value) of the state ``root``, in key-hash order (for audits)."""
+    def items(self, root: bytes, height: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) of the state ``root`` (of block ``height``, as for :meth:`get`),
+        in key-hash order (for audits)."""
         _check_hash_arg("root", root)
         # Depth-first, left before right. The stack holds at most one pending
         # right sibling per depth, so it never exceeds 257 entries.
-        stack: list[tuple[bytes, bytes, int, int]] = [(root, EMPTY_ROOT, 0, 0)]
+        stack: list[tuple[bytes, int | None, bytes, int, int]] = [
+            (root, height, EMPTY_ROOT, 0, 0)]
         while stack:
-            node_hash, sibling, depth, path = stack.pop()
+            node_hash, at, sibling, depth, path = stack.pop()
             if node_hash == EMPTY_ROOT:
                 continue
-            node = self._load_child(node_hash, sibling, path, depth)
+            node = self._load_child(node_hash, at, sibling, path, depth)
             if isinstance(node, _Leaf):
                 yield node.key, node.value
                 continue
             right_path = path | (1 << (PATH_BITS - 1 - depth))
-            stack.append((node.right, node.left, depth + 1, right_path))
-            stack.append((node.left, node.right, depth + 1, path))
+            stack.append((node.right, node.right_at, node.left, depth + 1, right_path))
+            stack.append((node.left, node.left_at, node.right, depth + 1, path))
 
     # -- updates ------------------------------------------------------------
 
@@ -513,21 +567,27 @@ class SparseMerkleTree:
         root: bytes,
         changes: Mapping[bytes, bytes | None],
         superseded: set[bytes] | None = None,
+        *,
+        height: int = 0,
+        root_height: int | None = None,
     ) -> tuple[bytes, dict[bytes, bytes]]:
-        """Apply ``changes`` (None deletes) to ``root`` at once.
+        """Apply ``changes`` (None deletes) to ``root`` at once, as block ``height``.
 
-        Returns the new root and the nodes to persist (hash -> record): every
-        node this update created, except where a change left a position as it
-        was (an overwrite with the same value, deleting an absent key). A
-        returned node may already be in the store from an older state; writing
-        it again is harmless because records are content-addressed. If
-        ``superseded`` is given, the hashes of the nodes of ``root``'s tree that
-        the new tree no longer holds (internal nodes on changed paths, leaves of
-        changed keys) are added to it, for :meth:`remember_persisted`.
-        Raises TypeError/ValueError for a bad root, key or value before
-        reading anything, and CorruptionError as described on the class.
+        ``root`` is stored at ``root_height`` (the parent block's height; None: a root of
+        an older store). Returns the new root and the nodes to persist at ``height``
+        (hash -> record): every node this update created, except where a change left a
+        position as it was (an overwrite with the same value, deleting an absent key) —
+        and the new root in any case, so that the root of block h is always found at h,
+        even when the block changed nothing. A returned node may already be in the store
+        at another height; each copy's record is right where it is. If ``superseded`` is
+        given, the hashes of the nodes of ``root``'s tree that the new tree no longer
+        holds (internal nodes on changed paths, leaves of changed keys) are added to it,
+        for :meth:`remember_persisted`. Raises TypeError/ValueError for a bad root, key or
+        value before reading anything, and CorruptionError as described on the class.
         """
         _check_hash_arg("root", root)
+        if isinstance(height, bool) or not isinstance(height, int) or not 0 <= height < _NOWHERE:
+            raise ValueError("height must be a non-negative int")
         batch: list[_Change] = []
         for key, value in changes.items():
             _check_key(key)
@@ -539,65 +599,81 @@ class SparseMerkleTree:
             if a[0] == b[0]:
                 raise ValueError(f"keys {a[2]!r} and {b[2]!r} have the same key hash")
         out: dict[bytes, bytes] = {}
-        if not batch:
-            return root, out
-        self._superseded = superseded
-        try:
-            new_root, _ = self._update(root, EMPTY_ROOT, 0, batch, 0, len(batch), out)
-        finally:
-            self._superseded = None
+        new_root, at = root, root_height
+        if batch:
+            self._superseded, self._height = superseded, height
+            try:
+                new_root, _, at = self._update(root, root_height, EMPTY_ROOT, 0, batch, 0,
+                                               len(batch), out)
+            finally:
+                self._superseded = None
+        if new_root != EMPTY_ROOT and new_root not in out:
+            out[new_root] = self._record(self._load(new_root, at))
         return new_root, out
+
+    def _record(self, node: _Node) -> bytes:
+        """The record that stores ``node`` (with its children's locations) anew."""
+        if isinstance(node, _Leaf):
+            return _LEAF_TAG + _LEAF_HEADER.pack(len(node.key)) + node.key + node.value
+        return _INTERNAL_TAG + node.left + node.right + _LOCATIONS.pack(
+            _NOWHERE if node.left_at is None else node.left_at,
+            _NOWHERE if node.right_at is None else node.right_at)
 
     def _update(
         self,
         node_hash: bytes,
+        at: int | None,
         sibling: bytes,
         depth: int,
         batch: list[_Change],
         lo: int,
         hi: int,
         out: dict[bytes, bytes],
-    ) -> tuple[bytes, int]:
-        """Apply ``batch[lo:hi]`` (non-empty, all under this position) to a subtree."""
+    ) -> _Subtree:
+        """Apply ``batch[lo:hi]`` (non-empty, all under this position) to a subtree stored
+        at ``at``."""
         if node_hash == EMPTY_ROOT:
             return self._build(depth, self._new_leaves(batch, lo, hi, None, out), out)
         path = batch[lo][0]
-        node = self._load_child(node_hash, sibling, path, depth)
+        node = self._load_child(node_hash, at, sibling, path, depth)
         if isinstance(node, _Leaf):
-            return self._build(depth, self._new_leaves(batch, lo, hi, (node_hash, node), out), out)
+            return self._build(
+                depth, self._new_leaves(batch, lo, hi, (node_hash, node, at), out), out)
         mid = bisect_left(batch, (_right_half(path, depth),), lo, hi)
-        left: tuple[bytes, int] = (node.left, _UNKNOWN)
-        right: tuple[bytes, int] = (node.right, _UNKNOWN)
+        left: _Subtree = (node.left, _UNKNOWN, node.left_at)
+        right: _Subtree = (node.right, _UNKNOWN, node.right_at)
         if lo < mid:
-            left = self._update(node.left, node.right, depth + 1, batch, lo, mid, out)
+            left = self._update(node.left, node.left_at, node.right, depth + 1, batch, lo, mid,
+                                out)
         if mid < hi:
-            right = self._update(node.right, node.left, depth + 1, batch, mid, hi, out)
+            right = self._update(node.right, node.right_at, node.left, depth + 1, batch, mid,
+                                 hi, out)
         if left[0] == node.left and right[0] == node.right:
-            return node_hash, _INTERNAL
+            return node_hash, _INTERNAL, at
         if self._superseded is not None:
             # A child changed, so this node's hash is gone from the new tree: no node can
             # sit at two positions, since every leaf below one commits to its own path.
             self._superseded.add(node_hash)
         return self._join(left, right, out)
 
-    def _join(
-        self, left: tuple[bytes, int], right: tuple[bytes, int], out: dict[bytes, bytes]
-    ) -> tuple[bytes, int]:
+    def _join(self, left: _Subtree, right: _Subtree, out: dict[bytes, bytes]) -> _Subtree:
         """The subtree made of two child subtrees, hoisting a lone leaf."""
         if left[0] == EMPTY_ROOT or right[0] == EMPTY_ROOT:
-            other_hash, kind = right if left[0] == EMPTY_ROOT else left
+            other_hash, kind, other_at = right if left[0] == EMPTY_ROOT else left
             if other_hash == EMPTY_ROOT:
-                return EMPTY_ROOT, _EMPTY
+                return EMPTY_ROOT, _EMPTY, None
             if kind == _UNKNOWN:
-                kind = _LEAF if isinstance(self._load(other_hash), _Leaf) else _INTERNAL
+                kind = _LEAF if isinstance(self._load(other_hash, other_at), _Leaf) else _INTERNAL
             if kind == _LEAF:
-                return other_hash, _LEAF
-        return self._internal(left[0], right[0], out), _INTERNAL
+                return other_hash, _LEAF, other_at
+        return self._internal(left[0], left[2], right[0], right[2], out), _INTERNAL, self._height
 
-    def _internal(self, left: bytes, right: bytes, out: dict[bytes, bytes]) -> bytes:
-        record = _INTERNAL_TAG + left + right
-        node_hash = self._h(record)
-        out[node_hash] = record
+    def _internal(self, left: bytes, left_at: int | None, right: bytes, right_at: int | None,
+                  out: dict[bytes, bytes]) -> bytes:
+        preimage = _INTERNAL_TAG + left + right
+        node_hash = self._h(preimage)
+        out[node_hash] = preimage + _LOCATIONS.pack(
+            _NOWHERE if left_at is None else left_at, _NOWHERE if right_at is None else right_at)
         return node_hash
 
     def _new_leaves(
@@ -605,22 +681,23 @@ class SparseMerkleTree:
         batch: list[_Change],
         lo: int,
         hi: int,
-        existing: tuple[bytes, _Leaf] | None,
+        existing: tuple[bytes, _Leaf, int | None] | None,
         out: dict[bytes, bytes],
     ) -> list[_LeafRef]:
-        """The leaves under a position that held EMPTY or the ``existing`` leaf.
+        """The leaves under a position that held EMPTY or the ``existing`` leaf (stored at
+        the height it names).
 
-        The existing leaf keeps its hash unless a change names its key. The
+        The existing leaf keeps its hash (and place) unless a change names its key. The
         result is sorted by path because ``batch`` is.
         """
-        old_hash, old_path, old_key = b"", -1, b""
+        old_hash, old_path, old_key, old_at = b"", -1, b"", None
         if existing is not None:
-            old_hash, old_leaf = existing
+            old_hash, old_leaf, old_at = existing
             old_path, old_key = int.from_bytes(old_leaf.key_hash), old_leaf.key
         leaves: list[_LeafRef] = []
         for path, key_hash, key, value in batch[lo:hi]:
             if old_path != -1 and old_path < path:
-                leaves.append((old_path, old_hash))
+                leaves.append((old_path, old_hash, old_at))
                 old_path = -1
             replaces = path == old_path
             if replaces:
@@ -633,38 +710,39 @@ class SparseMerkleTree:
                 continue
             record = _LEAF_TAG + _LEAF_HEADER.pack(len(key)) + key + value
             leaf_hash = self._h(_LEAF_TAG + key_hash + self._h(value))
-            if leaf_hash != old_hash:
-                out[leaf_hash] = record
-                if replaces and self._superseded is not None:
-                    self._superseded.add(old_hash)
-            leaves.append((path, leaf_hash))
+            if leaf_hash == old_hash:  # the same value again: the leaf stays where it is
+                leaves.append((path, leaf_hash, old_at))
+                continue
+            out[leaf_hash] = record
+            if replaces and self._superseded is not None:
+                self._superseded.add(old_hash)
+            leaves.append((path, leaf_hash, self._height))
         if old_path != -1:
-            leaves.append((old_path, old_hash))
+            leaves.append((old_path, old_hash, old_at))
         return leaves
 
-    def _build(
-        self, depth: int, leaves: list[_LeafRef], out: dict[bytes, bytes]
-    ) -> tuple[bytes, int]:
+    def _build(self, depth: int, leaves: list[_LeafRef], out: dict[bytes, bytes]) -> _Subtree:
         """The compact subtree at ``depth`` holding exactly ``leaves`` (sorted by path)."""
         if not leaves:
-            return EMPTY_ROOT, _EMPTY
+            return EMPTY_ROOT, _EMPTY, None
         if len(leaves) == 1:
-            return leaves[0][1], _LEAF
+            return leaves[0][1], _LEAF, leaves[0][2]
         first, last = leaves[0][0], leaves[-1][0]
         split = PATH_BITS - (first ^ last).bit_length()  # first bit where the leaves differ
         assert depth <= split < PATH_BITS
         mid = bisect_left(leaves, (_right_half(first, split),))
-        left, _ = self._build(split + 1, leaves[:mid], out)
-        right, _ = self._build(split + 1, leaves[mid:], out)
-        node_hash = self._internal(left, right, out)
+        left, _, left_at = self._build(split + 1, leaves[:mid], out)
+        right, _, right_at = self._build(split + 1, leaves[mid:], out)
+        node_hash = self._internal(left, left_at, right, right_at, out)
         # All leaves share the bits from depth to split - 1: one internal node
         # per shared bit, each with an EMPTY sibling.
+        here = self._height
         for d in range(split - 1, depth - 1, -1):
             if _bit(first, d):
-                node_hash = self._internal(EMPTY_ROOT, node_hash, out)
+                node_hash = self._internal(EMPTY_ROOT, None, node_hash, here, out)
             else:
-                node_hash = self._internal(node_hash, EMPTY_ROOT, out)
-        return node_hash, _INTERNAL
+                node_hash = self._internal(node_hash, here, EMPTY_ROOT, None, out)
+        return node_hash, _INTERNAL, here
 
 
 def _is_hash(value: object) -> bool:

@@ -21,14 +21,15 @@ noted):
 prefix      suffix             value
 ==========  =================  ==============================================
 ``m:head``  —                  ``{"height", "block_hash"}``
-``m:format`` —                 ``{"version": 1}``
+``m:format`` —                 ``{"version": 2}`` (format 1 stores are upgraded on open)
 ``h:``      height             :class:`~ledger.block.BlockHeader`
 ``b:``      height             :class:`~ledger.block.Block`
 ``c:``      height             :class:`~ledger.block.CommitCertificate` (none at 0)
 ``r:``      height             ``{"results": [TxResult, ...]}``
 ``t:``      tx id (32 bytes)   ``{"height", "index"}``
 ``s:``      state key          latest state value (raw bytes)
-``n:``      node hash          sparse-Merkle node record (raw, see ``ledger.state``)
+``n:``      height, node hash  sparse-Merkle node record (see ``ledger.state``; format 1:
+                               node hash alone)
 ``x:``      index key          application index value (raw bytes)
 ``k:``      consensus key      consensus core's persisted state (raw bytes)
 ==========  =================  ==============================================
@@ -120,7 +121,11 @@ from ledger.errors import CorruptionError, DecodeError
 from ledger.state import EMPTY_ROOT
 
 T = TypeVar("T")
-FORMAT_VERSION = 1
+# 2: state-tree nodes keyed by height and hash (ledger.state, "Where nodes are stored").
+# A format 1 store (nodes keyed by hash) is read as it is and marked 2 on open, so that a
+# node of an older version refuses it instead of missing the nodes written since.
+FORMAT_VERSION = 2
+_READABLE_FORMATS = ({"version": 1}, {"version": 2})
 WRITE_BUFFER_BYTES = 128 << 20  # see the module docstring
 BLOOM_BITS_PER_KEY = 10  # see the module docstring
 COMPRESSIONS: Final = ("none", "snappy")  # node.toml [storage] compression
@@ -185,7 +190,10 @@ class Store(Protocol):
     def get_results(self, height: int) -> list[TxResult] | None: ...
     def get_tx_location(self, tx_id: bytes) -> tuple[int, int] | None: ...
     def get_state(self, key: bytes) -> bytes | None: ...
-    def get_node(self, node_hash: bytes) -> bytes | None: ...
+    def get_node(self, node_hash: bytes, height: int | None) -> bytes | None:
+        """The state-tree node ``node_hash`` as written by block ``height`` (None: by a
+        store from before nodes were kept by height), or None if it is not there."""
+        ...
     def get_index(self, key: bytes) -> bytes | None: ...
 
     def iter_index(
@@ -257,7 +265,7 @@ class MemoryStore:
         self.results: list[list[TxResult]] = []
         self.txs: dict[bytes, tuple[int, int]] = {}
         self.state: dict[bytes, bytes] = {}
-        self.nodes: dict[bytes, bytes] = {}
+        self.nodes: dict[tuple[int | None, bytes], bytes] = {}  # (height, hash) -> record
         self.index: dict[bytes, bytes] = {}
         self.consensus: dict[bytes, bytes] = {}
         self._index_keys: list[bytes] = []  # sorted, for prefix scans
@@ -284,8 +292,10 @@ class MemoryStore:
     def get_state(self, key: bytes) -> bytes | None:
         return self.state.get(key)
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
-        return self.nodes.get(node_hash)
+    def get_node(self, node_hash: bytes, height: int | None) -> bytes | None:
+        # Strict: only where the node was written, so tests and the simulator catch a
+        # location the tree got wrong (LevelDBStore also reads its older stores' nodes).
+        return self.nodes.get((height, node_hash))
 
     def get_index(self, key: bytes) -> bytes | None:
         return self.index.get(key)
@@ -317,7 +327,7 @@ class MemoryStore:
         self.results.append(list(commit.results))
         for tx_id, position in commit.executed.items():
             self.txs[tx_id] = (height, position)
-        self.nodes.update(commit.state_nodes)
+        self.nodes.update({(height, h): r for h, r in commit.state_nodes.items()})
         _apply(self.state, self._state_keys, commit.state_changes)
         _apply(self.index, self._index_keys, commit.index_changes)
 
@@ -399,10 +409,11 @@ class LevelDBStore:
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
         fmt = self.db.get(b"m:format")
-        if fmt is None:
+        if fmt is not None and decode_value(fmt) not in _READABLE_FORMATS:
+            raise CorruptionError(f"{path}: unknown store format {fmt!r} (this version reads "
+                                  f"formats 1 and 2)")
+        if fmt is None or decode_value(fmt) != {"version": FORMAT_VERSION}:
             self.db.put(b"m:format", encode_value({"version": FORMAT_VERSION}), sync=True)
-        elif decode_value(fmt) != {"version": FORMAT_VERSION}:
-            raise CorruptionError(f"{path}: unknown store format {fmt!r}")
         self._head = self._read_head()
         if check:
             self.check_head()
@@ -452,7 +463,13 @@ class LevelDBStore:
     def get_state(self, key: bytes) -> bytes | None:
         return self.db.get(b"s:" + key)  # type: ignore[no-any-return]
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
+    def get_node(self, node_hash: bytes, height: int | None) -> bytes | None:
+        if height is not None:
+            record = self.db.get(b"n:" + height_key(height) + node_hash)
+            if record is not None:
+                return record  # type: ignore[no-any-return]
+        # A store written before nodes were kept by height: its nodes, and the roots of its
+        # blocks (which later nodes' records point at as "no height"), are keyed by hash.
         return self.db.get(b"n:" + node_hash)  # type: ignore[no-any-return]
 
     def get_index(self, key: bytes) -> bytes | None:
@@ -530,7 +547,7 @@ class LevelDBStore:
         for tx_id, position in commit.executed.items():
             wb.put(b"t:" + tx_id, encode_value({"height": header.height, "index": position}))
         for node_hash, record in commit.state_nodes.items():
-            wb.put(b"n:" + node_hash, record)
+            wb.put(b"n:" + hk + node_hash, record)  # in height order: see the module docstring
         for k, v in commit.state_changes.items():
             if v is None:
                 wb.delete(b"s:" + k)
@@ -577,5 +594,5 @@ class LevelDBStore:
             raise CorruptionError(f"height {h}: transactions do not match tx_root")
         if result_root(self.suite, results) != header.result_root:
             raise CorruptionError(f"height {h}: results do not match result_root")
-        if header.state_root != EMPTY_ROOT and self.get_node(header.state_root) is None:
+        if header.state_root != EMPTY_ROOT and self.get_node(header.state_root, h) is None:
             raise CorruptionError(f"height {h}: state root node is missing")

@@ -63,7 +63,7 @@ class DictStore:
     def __init__(self) -> None:
         self.nodes: dict[bytes, bytes] = {}
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
+    def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
         return self.nodes.get(node_hash)
 
 

@@ -63,9 +63,9 @@ def test_state_cache_budget_is_the_chains_to_set(devnet: Devnet) -> None:
     class Counting(MemoryStore):
         reads = 0
 
-        def get_node(self, node_hash: bytes) -> bytes | None:
+        def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
             Counting.reads += 1
-            return super().get_node(node_hash)
+            return super().get_node(node_hash, height)
 
     for budget, cached in ((None, True), (0, False)):
         store = Counting(devnet.genesis.crypto)

@@ -44,7 +44,7 @@ class DictStore:
         self.nodes: dict[bytes, bytes] = {}
         self.reads = 0
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
+    def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
         self.reads += 1
         return self.nodes.get(node_hash)
 
@@ -52,7 +52,7 @@ class DictStore:
 class RefusingStore:
     """A node store that fails the test if it is read at all."""
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
+    def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
         raise AssertionError("the store must not be read")
 
 
@@ -134,14 +134,16 @@ def test_one_key_hash_and_record_format() -> None:
 def test_two_keys_internal_format() -> None:
     """Goal: pin the internal node hash and record formats.
     Method: two keys whose hashes differ in bit 0 give root H(01||left||right)
-    with the 0-key's leaf on the left, and a 65-byte record equal to the preimage."""
+    with the 0-key's leaf on the left, and an 81-byte record: the preimage, then the
+    heights its children are stored at (u64 big-endian each; here the update's)."""
     left = find_keys(b"L", lambda k: bits(h(k))[0] == "0")
     right = find_keys(b"R", lambda k: bits(h(k))[0] == "1")
-    _, store, root = make({right: b"r", left: b"l"})
-    record = b"\x01" + leaf_hash(left, b"l") + leaf_hash(right, b"r")
-    assert root == h(record)
-    assert store.nodes[root] == record
-    assert len(store.nodes) == 3
+    tree = SparseMerkleTree(h, DictStore())
+    root, nodes = tree.update(EMPTY_ROOT, {right: b"r", left: b"l"}, height=7)
+    preimage = b"\x01" + leaf_hash(left, b"l") + leaf_hash(right, b"r")
+    assert root == h(preimage)
+    assert nodes[root] == preimage + (7).to_bytes(8, "big") * 2
+    assert len(nodes) == 3
 
 
 def test_two_keys_sharing_a_long_prefix() -> None:
@@ -167,8 +169,10 @@ def test_two_keys_sharing_a_long_prefix() -> None:
     assert proof.leaf_key_hash is None
     assert proof.depth == shared_bits(h(c), h(a)) + 1
     verify_state_proof(h, root, c, None, proof)
-    # Deleting either key collapses the chain: the root is the other's leaf.
-    assert tree.update(root, {a: None}) == (leaf_hash(b, b"B"), {})
+    # Deleting either key collapses the chain: the root is the other's leaf, and its
+    # record is all the update returns (a block's root is stored at its height).
+    assert tree.update(root, {a: None}) == (
+        leaf_hash(b, b"B"), {leaf_hash(b, b"B"): b"\x00" + len(b).to_bytes(4, "big") + b + b"B"})
     assert tree.update(root, {b: None})[0] == leaf_hash(a, b"A")
     # Inserting a third key in the middle of the chain splits it.
     root3 = apply(tree, store, root, {c: b"C"})
@@ -243,12 +247,15 @@ def test_update_overwrite_delete_back_to_empty() -> None:
 
 
 def test_no_op_changes_return_no_nodes() -> None:
-    """Goal: update returns only new nodes, and no-op changes change nothing.
-    Method: overwrite with the same value and delete absent keys; expect the
-    same root and an empty node dict. A real change returns only unseen nodes."""
+    """Goal: update returns only new nodes, and no-op changes change nothing but the
+    root's place: the unchanged root's record again, to be stored at the new height.
+    Method: overwrite with the same value and delete absent keys; expect the same root
+    and only its record. A real change returns only unseen nodes."""
     tree, store, root = make({b"k%d" % i: b"v" for i in range(50)})
-    assert tree.update(root, {b"k3": b"v", b"k7": b"v"}) == (root, {})
-    assert tree.update(root, {b"absent-%d" % i: None for i in range(50)}) == (root, {})
+    assert tree.update(root, {b"k3": b"v", b"k7": b"v"}) == (root, {root: store.nodes[root]})
+    assert tree.update(root, {b"absent-%d" % i: None for i in range(50)}) == (
+        root, {root: store.nodes[root]})
+    assert tree.update(root, {}) == (root, {root: store.nodes[root]})
     new_root, nodes = tree.update(root, {b"k3": b"changed"})
     assert nodes and not set(nodes) & set(store.nodes)
     assert new_root in nodes
@@ -639,8 +646,8 @@ class InternalReadCounter(DictStore):
         super().__init__()
         self.internal_reads = 0
 
-    def get_node(self, node_hash: bytes) -> bytes | None:
-        record = super().get_node(node_hash)
+    def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
+        record = super().get_node(node_hash, height)
         if record is not None and record[:1] == b"\x01":
             self.internal_reads += 1
         return record

@@ -17,9 +17,10 @@ from ledger import evidence
 from ledger import store as store_module
 from ledger.block import BlockHeader
 from ledger.chain import Chain
-from ledger.codec import decode, encode
+from ledger.codec import decode, decode_value, encode, encode_value
 from ledger.devnet import Devnet
 from ledger.errors import CorruptionError
+from ledger.state import verify_state_proof
 from ledger.store import BlockCommit, LevelDBStore, MemoryStore, Store, height_key
 from ledger.tx import make_tx
 from tests.conftest import ledger_registry
@@ -151,7 +152,8 @@ def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
     def check(chain: Chain, ids: list[bytes]) -> None:
         for tx_id in ids:
             assert chain.store.get_tx_location(tx_id) is not None
-        items = list(chain.tree().items(chain.head().state_root))  # every tree node
+        head = chain.head()
+        items = list(chain.tree().items(head.state_root, head.height))  # every tree node
         assert len(items) > len(ids)
         assert all(chain.store.get_state(k) == v for k, v in items)
 
@@ -166,6 +168,59 @@ def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
     chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
     assert chain.head() == head
     check(chain, ids)
+    chain.store.close()
+
+
+def test_leveldb_nodes_are_written_in_height_order_and_older_stores_still_read(
+        tmp_path: Path, devnet: Devnet) -> None:
+    """Goal: a block's state-tree nodes are stored under its height (so LevelDB inserts
+    them in key order instead of all over its key space), and a store written before
+    that — nodes keyed by hash alone, internal records without their children's
+    heights — is read and grown by the new code: every state of every block, old and
+    new, reads back and proves against its root.
+    Method: grow a chain, check every node key carries a block height; rewrite its nodes
+    in the older layout (as the older code wrote them); reopen, grow on top, reopen
+    again, and check every key of every block's state by get, prove and items."""
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path, devnet.genesis.crypto)
+    chain = Chain(store, devnet.genesis, ledger_registry())
+    grow(devnet, chain, 4, per_block=5)
+    heights = set()
+    for key in store.db.iterator(prefix=b"n:", include_value=False):
+        assert len(key) == 2 + 8 + 32, key
+        heights.add(int.from_bytes(key[2:10], "big"))
+    assert heights == set(range(5))  # every block wrote at least its root
+    with store.db.write_batch() as wb:  # the older layout, format 1
+        for key, record in store.db.iterator(prefix=b"n:"):
+            wb.delete(key)
+            wb.put(b"n:" + key[10:], record[:65] if record[:1] == b"\x01" else record)
+        wb.put(b"m:format", encode_value({"version": 1}))
+    store.close()
+
+    def check(chain: Chain) -> None:
+        tree = chain.tree()
+        for h in range(chain.height + 1):
+            header = chain.store.get_header(h)
+            assert header is not None
+            items = dict(tree.items(header.state_root, h))
+            assert items, h
+            for k, v in items.items():
+                assert tree.get(header.state_root, k, h) == v
+                verify_state_proof(chain.suite.hash, header.state_root, k, v,
+                                   tree.prove(header.state_root, k, h))
+        head = chain.head()
+        assert all(chain.store.get_state(k) == v
+                   for k, v in chain.tree().items(head.state_root, head.height))
+
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    check(chain)
+    assert isinstance(chain.store, LevelDBStore)  # marked format 2: older versions refuse it
+    assert decode_value(chain.store.db.get(b"m:format")) == {"version": 2}
+    grow(devnet, chain, 3, per_block=5)
+    chain.store.close()
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    assert chain.height == 7
+    check(chain)
     chain.store.close()
 
 
@@ -302,3 +357,14 @@ def test_verify_chain_reports_the_first_broken_height(tmp_path: Path, devnet: De
     assert not report.ok
     assert report.broken_height == (height if height is not None else 4)
     assert re.search(message, report.reason), report.reason
+
+
+def test_leveldb_refuses_a_store_format_it_does_not_know(tmp_path: Path, devnet: Devnet) -> None:
+    """Goal: a store written by a newer version (an unknown format) is refused with a
+    clear error, never read as if it were ours. Method: mark a store format 3; reopen."""
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path, devnet.genesis.crypto)
+    store.db.put(b"m:format", encode_value({"version": 3}))
+    store.close()
+    with pytest.raises(CorruptionError, match=r"unknown store format .* reads formats 1 and 2"):
+        LevelDBStore(path, devnet.genesis.crypto)
