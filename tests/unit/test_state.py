@@ -825,3 +825,38 @@ def test_update_cost_is_k_log_n() -> None:
     assert verified < k * 3 * log_n + 16, verified
     small, _ = counted_update_cost(n // 16, k, verify_nodes=False)
     assert plain < 2 * small, (plain, small)
+
+
+def test_nodes_read_from_a_pending_block_are_not_cached() -> None:
+    """Goal: the cache holds only persisted records. A pending block's internal records
+    point at nodes only that block made, at its height; if the block is never appended,
+    a same-hash node appended later elsewhere would be read through those dangling
+    locations. Method: read a key through an overlay of an update's nodes marked pending,
+    drop the overlay (the block was abandoned): the read now fails instead of being
+    answered from the cache; the same nodes once persisted are cached and read back."""
+    class Overlay(DictStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pending: dict[bytes, bytes] = {}
+
+        def get_node(self, node_hash: bytes, height: int | None = None) -> bytes | None:
+            if node_hash in self.pending:
+                return self.pending[node_hash]
+            return super().get_node(node_hash, height)
+
+        def is_pending(self, node_hash: bytes) -> bool:
+            return node_hash in self.pending
+
+    store = Overlay()
+    tree = SparseMerkleTree(h, store)
+    state = {b"key-%d" % i: b"v%d" % i for i in range(40)}
+    root, nodes = tree.update(EMPTY_ROOT, state, height=3)
+    store.pending = nodes
+    assert tree.get(root, b"key-7", 3) == b"v7"
+    store.pending = {}
+    with pytest.raises(CorruptionError, match="missing from the store"):
+        tree.get(root, b"key-7", 3)
+    store.nodes.update(nodes)
+    assert tree.get(root, b"key-7", 3) == b"v7"
+    store.nodes.clear()
+    assert tree.get(root, b"key-7", 3) == b"v7"  # persisted and read once: now cached
