@@ -209,6 +209,12 @@ _INTERNAL_ENTRY_BYTES = _INTERNAL_BYTES + _CACHE_ENTRY_OVERHEAD_BYTES
 _NOWHERE = (1 << 64) - 1
 
 
+def _locations(left_at: int | None, right_at: int | None) -> bytes:
+    """The tail of an internal record: where its children are stored."""
+    return _LOCATIONS.pack(_NOWHERE if left_at is None else left_at,
+                           _NOWHERE if right_at is None else right_at)
+
+
 class _NodeCache:
     """Node hash -> internal record (bytes) or decoded leaf, within a byte budget.
 
@@ -395,6 +401,8 @@ class SparseMerkleTree:
             raise ValueError("cache_bytes_max must be >= 0")
         self._h = h
         self._nodes = nodes
+        # A reader that overlays pending blocks' nodes says which those are (not cached).
+        self._is_pending: Callable[[bytes], bool] | None = getattr(nodes, "is_pending", None)
         self._verify_nodes = verify_nodes
         # Internal nodes are cached as their record bytes (decoding is two slices) and
         # leaves as decoded objects. Held as a node object and a tuple each, ~100k cached
@@ -425,8 +433,7 @@ class SparseMerkleTree:
         # Only persisted records are cached: their children's locations hold for ever, on
         # whatever path the same node appears. A pending block's record may point at
         # nodes that block alone made, at its height, and it may never be appended.
-        is_pending = getattr(self._nodes, "is_pending", None)
-        if is_pending is None or not is_pending(node_hash):
+        if self._is_pending is None or not self._is_pending(node_hash):
             self._cache.put(node_hash, record if isinstance(node, _Internal) else node)
         return node
 
@@ -615,9 +622,7 @@ class SparseMerkleTree:
         """The record that stores ``node`` (with its children's locations) anew."""
         if isinstance(node, _Leaf):
             return _LEAF_TAG + _LEAF_HEADER.pack(len(node.key)) + node.key + node.value
-        return _INTERNAL_TAG + node.left + node.right + _LOCATIONS.pack(
-            _NOWHERE if node.left_at is None else node.left_at,
-            _NOWHERE if node.right_at is None else node.right_at)
+        return _INTERNAL_TAG + node.left + node.right + _locations(node.left_at, node.right_at)
 
     def _update(
         self,
@@ -672,8 +677,7 @@ class SparseMerkleTree:
                   out: dict[bytes, bytes]) -> bytes:
         preimage = _INTERNAL_TAG + left + right
         node_hash = self._h(preimage)
-        out[node_hash] = preimage + _LOCATIONS.pack(
-            _NOWHERE if left_at is None else left_at, _NOWHERE if right_at is None else right_at)
+        out[node_hash] = preimage + _locations(left_at, right_at)
         return node_hash
 
     def _new_leaves(

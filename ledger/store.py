@@ -43,9 +43,10 @@ wrong; the node refuses to start rather than serve from it.
 
 LevelDB runs with a 128 MiB write buffer instead of its 4 MiB default
 (``WRITE_BUFFER_BYTES``; a node sets it with ``[storage] write_buffer_mb``).
-Most keys written here are hashes (tree nodes, tx ids) spread over the whole
-key space, so every level-0 file overlaps all of level 1 and each flush makes
-LevelDB merge that level again; a larger buffer flushes and merges less often.
+Many keys written here are hashes spread over the whole key space (tx ids,
+and until format 2 the state-tree nodes, now kept in height order), so every
+level-0 file overlaps all of level 1 and each flush makes LevelDB merge that
+level again; a larger buffer flushes and merges less often.
 Measured (bench/RESULTS.md): 4 → 32 MiB took LevelDB's CPU for 100k
 transactions' writes from 25 to 14 s and the nodes' CPU per committed
 transaction down 25 % (session 6); 32 → 128 MiB halved the compaction threads'

@@ -62,11 +62,10 @@ from ledger.codec import encode
 from ledger.crypto import PrivateKey, load_private_key_file
 from ledger.errors import DecodeError
 from ledger.ids import make_citizen_id
-from ledger.network import init_network
 from ledger.reads import HEADER, make_read
 from ledger.samples import load_samples
 from ledger.tx import Transaction, make_tx
-from tests.unit.node_harness import NodeThread, free_port
+from tests.unit.node_harness import NodeThread, one_node_network
 
 EXAMPLES = int(os.environ.get("GOVLEDGER_FUZZ_EXAMPLES", "1500"))
 ERROR_KEYS = {"error", "detail"}
@@ -249,50 +248,45 @@ def _harvest(runner: NodeThread, slugs: dict[bytes, str]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("fuzznet")
-    port = free_port()
-    init_network(directory, 1, with_sample_orgs=True, base_port=port, chain_id="govledger-fuzz",
-                 time_ms=int(time.time() * 1000) - HOUR_MS)
-    runner = NodeThread(directory / "node0" / "node.toml")
-    runner.start()
-    errors = ErrorLog()
-    loggers = [logging.getLogger("govledger"), logging.getLogger("aiohttp")]
-    try:
-        url = f"http://127.0.0.1:{port}"
-        load_samples(directory, [url])
-        suite = runner.node.genesis.suite
-        keys = {p.stem: load_private_key_file(p, suite)
-                for p in sorted((directory / "keys").rglob("*.pem"))}
-        keys["stranger"] = runner.node.suite.generate_key()
-        values, payloads = _harvest(runner, {k.public_key().raw: slug
-                                             for slug, k in keys.items()})
-        documents = [json.loads(p.read_text(encoding="utf-8"))
-                     for p in sorted((directory / "certs").glob("*.json"))]
+    with one_node_network(directory, "govledger-fuzz",
+                          int(time.time() * 1000) - HOUR_MS) as (url, runner):
+        errors = ErrorLog()
+        loggers = [logging.getLogger("govledger"), logging.getLogger("aiohttp")]
+        try:
+            load_samples(directory, [url])
+            suite = runner.node.genesis.suite
+            keys = {p.stem: load_private_key_file(p, suite)
+                    for p in sorted((directory / "keys").rglob("*.pem"))}
+            keys["stranger"] = runner.node.suite.generate_key()
+            values, payloads = _harvest(runner, {k.public_key().raw: slug
+                                                 for slug, k in keys.items()})
+            documents = [json.loads(p.read_text(encoding="utf-8"))
+                         for p in sorted((directory / "certs").glob("*.json"))]
 
-        cert_ids, uscc = values["cert_id"], values["uscc"][0]
-        bodies = {
-            "/v1/tx": [{"tx": tx} for tx in values["tx"][:20]],  # all executed: a 409
-            "/v1/certs/holders/lookup": [{"id_number": n} for n in values["id_number"]],
-            "/v1/certs/verify": [
-                *({"document": doc} for doc in documents),
-                *({"id": cert_id, "agency": uscc, "at": "2026-01-01"} for cert_id in cert_ids),
-                *({"document": doc, "bundle": bundle}
-                  for doc, bundle in zip(documents, values["bundle"], strict=False))],
-        }
+            cert_ids, uscc = values["cert_id"], values["uscc"][0]
+            bodies = {
+                "/v1/tx": [{"tx": tx} for tx in values["tx"][:20]],  # all executed: a 409
+                "/v1/certs/holders/lookup": [{"id_number": n} for n in values["id_number"]],
+                "/v1/certs/verify": [
+                    *({"document": doc} for doc in documents),
+                    *({"id": cert_id, "agency": uscc, "at": "2026-01-01"} for cert_id in cert_ids),
+                    *({"document": doc, "bundle": bundle}
+                      for doc, bundle in zip(documents, values["bundle"], strict=False))],
+            }
 
-        async def open_session() -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            async def open_session() -> aiohttp.ClientSession:
+                return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
-        session = runner.call(open_session())
-        for logger in loggers:
-            logger.addHandler(errors)
-        yield Served(runner, url, session, _routes(runner), values,
-                     sorted({v for vs in values.values() for v in vs if len(v) <= 200}),
-                     payloads, keys, documents, bodies, runner.node.genesis.chain_id, errors)
-        runner.call(session.close())
-    finally:
-        for logger in loggers:
-            logger.removeHandler(errors)
-        runner.stop()
+            session = runner.call(open_session())
+            for logger in loggers:
+                logger.addHandler(errors)
+            yield Served(runner, url, session, _routes(runner), values,
+                         sorted({v for vs in values.values() for v in vs if len(v) <= 200}),
+                         payloads, keys, documents, bodies, runner.node.genesis.chain_id, errors)
+            runner.call(session.close())
+        finally:
+            for logger in loggers:
+                logger.removeHandler(errors)
 
 
 # -- requests --------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ledger.network import load_node_config
+from ledger.network import init_network, load_node_config
 
 T = TypeVar("T")
 
@@ -61,3 +62,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def one_node_network(directory: Path, chain_id: str, time_ms: int
+                     ) -> Iterator[tuple[str, NodeThread]]:
+    """A one-validator network with the sample organisations in ``directory``, its node
+    serving: (its URL, the running node); stopped on exit."""
+    port = free_port()
+    init_network(directory, 1, with_sample_orgs=True, base_port=port, time_ms=time_ms,
+                 chain_id=chain_id)
+    runner = NodeThread(directory / "node0" / "node.toml")
+    runner.start()
+    try:
+        yield f"http://127.0.0.1:{port}", runner
+    finally:
+        runner.stop()

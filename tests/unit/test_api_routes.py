@@ -16,8 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ledger.network import init_network
-from tests.unit.node_harness import NodeThread, free_port
+from tests.unit.node_harness import one_node_network
 
 TIME_MS = 1_767_225_600_000
 AUDIT = "11350100MB1F00030Y"
@@ -25,16 +24,9 @@ AUDIT = "11350100MB1F00030Y"
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("net")
-    port = free_port()
-    init_network(directory, 1, with_sample_orgs=True, base_port=port, time_ms=TIME_MS,
-                 chain_id="govledger-routes")
-    runner = NodeThread(directory / "node0" / "node.toml")
-    runner.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        runner.stop()
+    with one_node_network(tmp_path_factory.mktemp("net"), "govledger-routes", TIME_MS) as (
+            url, _):
+        yield url
 
 
 def call(url: str, method: str, path: str, body: bytes | None = None,

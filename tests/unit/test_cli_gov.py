@@ -21,9 +21,9 @@ from client.cli import UsageError, main
 from client.cmd_gov import parse_params
 from client.sdk import Client, NodeError, request
 from ledger.crypto import load_private_key_file
-from ledger.network import SAMPLE_ORGS, init_network
+from ledger.network import SAMPLE_ORGS
 from ledger.reads import HEADER, make_read
-from tests.unit.node_harness import NodeThread, free_port
+from tests.unit.node_harness import NodeThread, one_node_network
 
 TIME_MS = 1_767_225_600_000
 
@@ -31,15 +31,8 @@ TIME_MS = 1_767_225_600_000
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, NodeThread]]:
     directory = tmp_path_factory.mktemp("net")
-    port = free_port()
-    init_network(directory, 1, with_sample_orgs=True, base_port=port, time_ms=TIME_MS,
-                 chain_id="govledger-cli")
-    runner = NodeThread(directory / "node0" / "node.toml")
-    runner.start()
-    try:
-        yield directory, f"http://127.0.0.1:{port}", runner
-    finally:
-        runner.stop()
+    with one_node_network(directory, "govledger-cli", TIME_MS) as (url, runner):
+        yield directory, url, runner
 
 
 def key_of(directory: Path, slug: str) -> str:
