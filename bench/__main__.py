@@ -6,6 +6,8 @@ Commands:
   verify       offline certificate bundle verifications per second (one core)
   trail        fund trail p50 / p99 at 10k and 1M recorded flows, and their ratio
   recovery     restart time of a node holding 1M transactions; catch-up blocks/s
+  execution    a replica's CPU per transaction (decode, execute, state tree, append) in
+               one process, beside one SM2 verify
 
 Every command prints a table (or, with --json, ends with one JSON object) and
 writes a JSON result with machine info under bench/results/. Results are
@@ -46,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     rc.add_argument("--base-port", type=int, default=7850)
     rc.add_argument("--quick", action="store_true", help="50k transactions, 1k blocks behind")
     rc.add_argument("--json", action="store_true")
+    ex = sub.add_parser("execution", help="a replica's CPU per transaction, in one process")
+    ex.add_argument("--block", type=int, default=130, help="transactions per block")
+    ex.add_argument("--blocks", type=int, default=40)
+    ex.add_argument("--quick", action="store_true", help="12 blocks of 50 (CI smoke)")
+    ex.add_argument("--json", action="store_true")
     sub.add_parser("verify", help="offline certificate bundle verification (bench/cert_verify.py)",
                    add_help=False)
     sub.add_parser("trail", help="fund trail query latency at 10k and 1M flows "
@@ -68,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{figures['cores']} cores ÷ {args.nodes} nodes = {figures['limit_tps']} tx/s")
         print(json.dumps(figures))
         return 0
+    if args.command == "execution":
+        from bench import execution
+
+        return execution.main(args)
     if args.command == "recovery":
         from bench import recovery
 

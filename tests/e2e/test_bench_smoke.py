@@ -55,3 +55,13 @@ def test_recovery_reports_restart_and_catch_up() -> None:
     assert figures["restart_blocks"] == 3
     assert figures["behind_blocks"] == 300
     assert float(str(figures["restart_s"])) > 0 and float(str(figures["catch_up_s"])) > 0
+
+
+def test_execution_quick_reports_a_replicas_cost_per_transaction() -> None:
+    figures = _bench("execution", "--quick")
+    # Every licence of the workload is issued: the figures are of real work, not refusals.
+    assert figures["ok"] == figures["txs"] == 600, figures.get("first_error")
+    assert figures["state_keys_per_tx"] == 2.0  # the certificate and its holder's index
+    for key in ("check_ms_per_tx", "tree_ms_per_tx", "verify_ms", "check_in_verifies"):
+        assert float(str(figures[key])) > 0, key
+    assert float(str(figures["tree_ms_per_tx"])) < float(str(figures["check_ms_per_tx"]))
