@@ -640,7 +640,14 @@ class SparseMerkleTree:
         if node_hash == EMPTY_ROOT:
             return self._build(depth, self._new_leaves(batch, lo, hi, None, out), out)
         path = batch[lo][0]
-        node = self._load_child(node_hash, at, sibling, path, depth)
+        record = self._cache.young.get(node_hash)
+        if type(record) is bytes and depth < PATH_BITS:
+            # The common case, inline: an internal node in the cache's young generation
+            # (every block walks the same top of the tree). _load_child does the same
+            # through three more calls, a tenth of an update's time.
+            node: _Node = _Internal(record)
+        else:
+            node = self._load_child(node_hash, at, sibling, path, depth)
         if isinstance(node, _Leaf):
             return self._build(
                 depth, self._new_leaves(batch, lo, hi, (node_hash, node, at), out), out)
@@ -677,7 +684,8 @@ class SparseMerkleTree:
                   out: dict[bytes, bytes]) -> bytes:
         preimage = _INTERNAL_TAG + left + right
         node_hash = self._h(preimage)
-        out[node_hash] = preimage + _locations(left_at, right_at)
+        out[node_hash] = preimage + _LOCATIONS.pack(_NOWHERE if left_at is None else left_at,
+                                                    _NOWHERE if right_at is None else right_at)
         return node_hash
 
     def _new_leaves(
