@@ -784,6 +784,21 @@ def node_configs(directory: Path) -> list[Path]:
     return configs
 
 
+def colocated_verify_workers(nodes: int, cores: int | None = None) -> int:
+    """Signature worker processes per node for ``nodes`` validators run on one machine.
+
+    A worker lets a node's signature checks run on another core while its event loop goes
+    on. Where the nodes are at least as many as the cores, every core already has event
+    loops to run, and a worker per node only adds processes: each batch crosses a socket
+    both ways, and twice the processes share the cores' time and caches. Four nodes on
+    two cores, six interleaved pairs of ``python -m bench throughput``: CPU per committed
+    transaction 14 % lower and committed tx/s 18 % higher with the checks in the event loops
+    (bench/RESULTS.md, session 15). So 0 then, and the node's default of 1 otherwise.
+    """
+    cores = cores or os.cpu_count() or 1
+    return 0 if nodes >= cores else 1
+
+
 class Cluster:
     """Child node processes of a local network, their logs forwarded with a node prefix."""
 
@@ -794,7 +809,8 @@ class Cluster:
 
     def start(self) -> None:
         for config in self.configs:
-            cmd = [sys.executable, str(ROOT / "node.py"), "run", "--config", str(config)]
+            cmd = [sys.executable, str(ROOT / "node.py"), "run", "--config", str(config),
+                   "--verify-workers", str(colocated_verify_workers(len(self.configs)))]
             if self.log_level:
                 cmd += ["--log-level", self.log_level]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

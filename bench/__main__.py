@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="SM2-signed certificate issues (default) or evidence anchors")
     tp.add_argument("--pipeline-depth", type=int, choices=range(1, 9), default=1,
                     help="blocks in flight at once (node.toml [consensus] pipeline_depth)")
+    tp.add_argument("--verify-workers", type=int, choices=range(0, 5), default=None,
+                    help="each node's signature worker processes (node.py run "
+                         "--verify-workers; 0: checks in the event loop); default as "
+                         "node.py up: 0 when the nodes are at least as many as the cores")
     tp.add_argument("--quick", action="store_true", help="a short run for CI smoke (< 1 min)")
     tp.add_argument("--json", action="store_true")
     rc = sub.add_parser("recovery", help="restart time with many transactions; catch-up speed")

@@ -1,10 +1,14 @@
 """Throughput and latency of a real 4-validator network on this machine.
 
-    python -m bench throughput [--seconds 20] [--clients 64] [--quick] [--json]
+    python -m bench throughput [--seconds 20] [--clients 64] [--verify-workers N] [--quick]
+                               [--json]
 
 1. Starts ``--nodes`` validators as separate ``node.py run`` processes on
    127.0.0.1 (SM2 suite by default), with admission rate limits raised so the
-   load generator, not a limit, is the bottleneck.
+   load generator, not a limit, is the bottleneck; each with ``--verify-workers``
+   signature worker processes — by default as ``node.py up`` runs a local network
+   (``node.colocated_verify_workers``): none, checks in the event loop, when the nodes
+   are at least as many as the cores, else one.
 2. Pre-signs the transactions in worker processes (signing is the clients'
    cost, not the network's): SM2-signed ``cert.issue`` transactions of business
    licences by default, or ``evidence.anchor`` (``--workload anchor``).
@@ -266,13 +270,19 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
-        workload: str = "cert", pipeline_depth: int = 1) -> dict[str, Any]:
+        workload: str = "cert", pipeline_depth: int = 1, verify_workers: int | None = None
+        ) -> dict[str, Any]:
     from tests.e2e.netharness import LocalNet
 
     limit = limit_line(nodes, suite)
     workdir = Path(tempfile.mkdtemp(prefix="govledger-bench-"))
     net = LocalNet(workdir / "net", nodes=nodes, suite=suite)
     raise_limits(net.dir, pipeline_depth)
+    if verify_workers is None:
+        from node import colocated_verify_workers
+
+        verify_workers = colocated_verify_workers(nodes)
+    net.run_args = ["--verify-workers", str(verify_workers)]
     try:
         net.start_all()
         urls = [net.url(i) for i in range(nodes)]
@@ -296,7 +306,7 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
             "ratio_to_limit": round(tps / limit["limit_tps"], 3) if limit["limit_tps"] else None,
             "closed_loop_p50_ms": round(percentile(latencies, 50), 1),
             "closed_loop_p99_ms": round(percentile(latencies, 99), 1),
-            "blocks": h1 - h0,
+            "blocks": h1 - h0, "verify_workers": verify_workers,
         }
         # Where the two cores went during the closed loop: CPU ms per committed transaction.
         if committed:
@@ -357,9 +367,10 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
 def main(args: Any) -> int:
     seconds = 5.0 if args.quick else args.seconds
     figures = run(seconds, args.clients, args.nodes, args.quick, args.suite, args.workload,
-                  args.pipeline_depth)
+                  args.pipeline_depth, args.verify_workers)
     params = {"seconds": seconds, "clients": args.clients, "nodes": args.nodes,
               "quick": args.quick, "suite": args.suite, "pipeline_depth": args.pipeline_depth,
+              "verify_workers": args.verify_workers,
               "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
     path = write_result("throughput", params, figures)
     if not args.json:
@@ -367,7 +378,8 @@ def main(args: Any) -> int:
               f"SM2 verifies/s ÷ {figures['nodes']} nodes = {figures['limit_tps']} tx/s "
               f"(after the run: {figures['limit_tps_after']} tx/s)")
         print(f"committed: {figures['committed_tps']} tx/s "
-              f"({figures['ratio_to_limit']} of the limit) in {figures['blocks']} blocks")
+              f"({figures['ratio_to_limit']} of the limit) in {figures['blocks']} blocks "
+              f"(signature workers per node: {figures['verify_workers']})")
         if "cpu_ms_per_tx" in figures:
             print(f"CPU ms per committed tx: {figures['cpu_ms_per_tx']} "
                   f"(cores {int(figures['cpu_busy_fraction'] * 100)} % busy)")

@@ -71,6 +71,7 @@ class LocalNet:
         self.orgs = json.loads(orgs_file.read_text()) if sample_orgs else []
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: dict[int, Path] = {}
+        self.run_args: list[str] = []  # extra `node.py run` arguments for every node
 
     # -- processes -------------------------------------------------------------------
 
@@ -84,7 +85,8 @@ class LocalNet:
         with open(log, "ab") as out:
             self.procs[i] = subprocess.Popen(
                 [sys.executable, str(ROOT / "node.py"), "run", "--config",
-                 str(self.dir / f"node{i}" / "node.toml"), "--log-level", "INFO"],
+                 str(self.dir / f"node{i}" / "node.toml"), "--log-level", "INFO",
+                 *self.run_args],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def start_all(self) -> None:

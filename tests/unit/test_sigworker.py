@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from ledger.crypto import get_suite
 from ledger.sigworker import SigWorker
 from ledger.tx import TX_PURPOSE
-from node import BatchVerifier
+from node import BatchVerifier, Cluster, colocated_verify_workers
 
 SUITE = get_suite("sm")
 KEY = SUITE.generate_key()
@@ -153,3 +154,36 @@ def test_checks_leave_at_once_when_idle_and_together_while_a_batch_is_out() -> N
             await verifier.close()
 
     asyncio.run(main())
+
+
+def test_a_local_network_runs_its_checks_in_the_event_loops_when_nodes_fill_the_cores(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Goal: validators started together on one machine get a signature worker each only
+    when there are cores to spare (a worker per node on a full machine costs more CPU per
+    transaction than it saves: bench/RESULTS.md, session 15). Method: the rule at the
+    boundaries, then the command lines ``node.py up`` starts four nodes with, on two
+    cores and on eight (processes replaced by a recorder)."""
+    assert colocated_verify_workers(4, cores=2) == 0
+    assert colocated_verify_workers(2, cores=2) == 0
+    assert colocated_verify_workers(1, cores=2) == 1
+    assert colocated_verify_workers(4, cores=8) == 1
+    for i in range(4):
+        (tmp_path / f"node{i}").mkdir()
+        (tmp_path / f"node{i}" / "node.toml").write_text("")
+    started: list[list[str]] = []
+
+    class Recorder:
+        stdout = None
+
+        def __init__(self, cmd: list[str], **_: object) -> None:
+            started.append(cmd)
+
+    monkeypatch.setattr("node.subprocess.Popen", Recorder)
+    monkeypatch.setattr("node.threading.Thread.start", lambda self: None)
+    for cores, workers in ((2, "0"), (8, "1")):
+        started.clear()
+        monkeypatch.setattr("node.os.cpu_count", lambda cores=cores: cores)
+        Cluster(tmp_path).start()
+        assert len(started) == 4
+        for cmd in started:
+            assert cmd[cmd.index("--verify-workers") + 1] == workers
