@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from node import colocated_verify_workers
 from tests.e2e.netharness import ROOT, free_base_port
 
 pytestmark = pytest.mark.slow
@@ -45,6 +46,8 @@ def test_throughput_quick_reports_its_figures() -> None:
     # (a quiet 5 s at half the peak: everything commits).
     assert float(str(figures["achieved_tps_50pct"])) > 0
     assert figures["not_committed_50pct"] == 0
+    # Four nodes run as `node.py up` would run them on this machine (and the run says so).
+    assert figures["verify_workers"] == colocated_verify_workers(4)
 
 
 def test_recovery_reports_restart_and_catch_up() -> None:
