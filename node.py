@@ -461,15 +461,20 @@ class Node:
 
     def _verifiers_for(self, msg: Message) -> list[BatchVerifier]:
         """The verifiers to spread ``msg``'s signature checks over. A node far behind gets
-        a second worker for state transfer — four SM2 checks per fetched block are most of
+        a worker more for state transfer — four SM2 checks per fetched block are most of
         its work — which it stops once caught up (at the normal load one worker is
-        cheaper: fewer, larger batches)."""
-        far = (isinstance(msg, Blocks) and self.verify_workers > 0 and
+        cheaper: fewer, larger batches). A node that checks in its event loop (run with
+        no worker, as on a machine its network's nodes fill) takes that worker too, and
+        checks fetched blocks there alone: while it catches up the others mostly wait,
+        so there is a core to spare (bench/RESULTS.md, session 15)."""
+        far = (isinstance(msg, Blocks) and
                self.replica.catchup_target - self.replica.executed
                > 2 * self.replica.config.fetch_blocks_max)
         if far and self.catchup_verifier is None:
             self.catchup_verifier = BatchVerifier(self.genesis.suite, workers=1)
         if far and self.catchup_verifier is not None:
+            if not self.verifier.workers:
+                return [self.catchup_verifier]
             return [self.verifier, self.catchup_verifier]
         return [self.verifier]
 

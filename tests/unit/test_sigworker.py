@@ -9,13 +9,15 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from consensus.messages import Blocks
 from ledger.crypto import get_suite
 from ledger.sigworker import SigWorker
 from ledger.tx import TX_PURPOSE
-from node import BatchVerifier, Cluster, colocated_verify_workers
+from node import BatchVerifier, Cluster, Node, colocated_verify_workers
 
 SUITE = get_suite("sm")
 KEY = SUITE.generate_key()
@@ -187,3 +189,29 @@ def test_a_local_network_runs_its_checks_in_the_event_loops_when_nodes_fill_the_
         assert len(started) == 4
         for cmd in started:
             assert cmd[cmd.index("--verify-workers") + 1] == workers
+
+
+def test_a_node_checking_in_its_loop_takes_a_worker_for_a_long_catch_up() -> None:
+    """Goal: a node run with no signature worker (as on a machine its network fills) still
+    checks a long state transfer's blocks in a worker process — while it catches up the
+    other nodes mostly wait — and drops back to its loop near the head. Method: the
+    verifier choice for a BLOCKS answer on a node with an in-loop verifier, far behind and
+    close; the worker it takes answers a check."""
+    async def main() -> None:
+        replica = SimpleNamespace(catchup_target=1000, executed=0,
+                                  config=SimpleNamespace(fetch_blocks_max=64))
+        inline = BatchVerifier("sm", workers=0)
+        node = SimpleNamespace(replica=replica, verifier=inline, catchup_verifier=None,
+                               genesis=SimpleNamespace(suite="sm"))
+        blocks = Blocks([], b"\x01" * 33)
+        chosen = Node._verifiers_for(node, blocks)  # type: ignore[arg-type]
+        try:
+            assert chosen == [node.catchup_verifier] and len(chosen[0].workers) == 1
+            assert await chosen[0].verify_sig(*item(b"fetched")) is True
+            assert chosen[0].workers[0].pid != os.getpid()
+            replica.executed = 990  # within two fetch ranges of the target
+            assert Node._verifiers_for(node, blocks) == [inline]  # type: ignore[arg-type]
+        finally:
+            await chosen[0].close()
+
+    asyncio.run(main())
