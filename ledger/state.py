@@ -684,8 +684,7 @@ class SparseMerkleTree:
                   out: dict[bytes, bytes]) -> bytes:
         preimage = _INTERNAL_TAG + left + right
         node_hash = self._h(preimage)
-        out[node_hash] = preimage + _LOCATIONS.pack(_NOWHERE if left_at is None else left_at,
-                                                    _NOWHERE if right_at is None else right_at)
+        out[node_hash] = preimage + _locations(left_at, right_at)
         return node_hash
 
     def _new_leaves(
