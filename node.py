@@ -796,9 +796,9 @@ def colocated_verify_workers(nodes: int, cores: int | None = None) -> int:
     on. Where the nodes are at least as many as the cores, every core already has event
     loops to run, and a worker per node only adds processes: each batch crosses a socket
     both ways, and twice the processes share the cores' time and caches. Four nodes on
-    two cores, six interleaved pairs of ``python -m bench throughput``: CPU per committed
-    transaction 14 % lower and committed tx/s 18 % higher with the checks in the event loops
-    (bench/RESULTS.md, session 15). So 0 then, and the node's default of 1 otherwise.
+    two cores, eight interleaved pairs of ``python -m bench throughput``: CPU per committed
+    transaction 12 % lower and committed tx/s 15 % higher with the checks in the event loops
+    (means; bench/RESULTS.md, session 15). So 0 then, and the node's default of 1 otherwise.
     """
     cores = cores or os.cpu_count() or 1
     return 0 if nodes >= cores else 1
