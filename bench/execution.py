@@ -11,9 +11,12 @@ process's own CPU clock:
 1. A primary ``Chain`` proposes blocks of ``--block`` SM2-signed ``cert.issue``
    transactions (the throughput workload: one business licence per new enterprise),
    executing them (``Chain.propose``).
-2. A backup decodes each transaction as gossip would bring it, then the proposal (its
-   transactions are then the ones decoded before, as in a node), and re-executes the
-   block (``Chain.check_proposal``); the state tree's share of that is timed apart.
+2. A backup decodes each transaction as gossip would bring it, then the proposal, and
+   re-executes the block (``Chain.check_proposal``); the state tree's share of that is
+   timed apart. Both chains live in this one process, so the backup's decodes meet the
+   codec's cache of decoded transactions that the primary's filled: ``decode`` is one
+   fresh decode per transaction and two cached ones, where a real backup pays one of
+   each (its gossip's, then its proposal's).
 3. Both append their block (one synced LevelDB write each).
 
 Signatures are checked by the nodes' workers, not here (``signature_ok`` is given): their
