@@ -104,7 +104,7 @@ def run(block_txs: int, blocks: int) -> dict[str, Any]:
             t4 = time.process_time()
             for chain, pending in ((primary, proposed), (backup, checked)):
                 header = pending.block.header
-                chain.append(pending, CommitCertificate(header.height,
+                chain.append(pending, CommitCertificate(header.height, header.view,
                                                         header.block_hash(genesis.crypto), []))
             t5 = time.process_time()
             for _ in range(VERIFIES_PER_BLOCK):

@@ -21,10 +21,11 @@ verifies, the block time is after its parent's and within the allowed skew
 of the backup's clock, and re-executing the block gives exactly the header's
 roots; it then persists its vote and broadcasts PREPARE(v, n, d). With the
 pre-prepare and quorum - 1 matching prepares a replica is *prepared*: it
-persists the prepared certificate and broadcasts COMMIT(v, n, d), which also
-carries its signature over (chain_id, n, d). With a quorum of matching
-COMMITs it has *committed*: the block and the quorum's commit signatures
-(its certificate) are appended in one atomic write, transactions are
+persists the prepared certificate and broadcasts COMMIT(v, n, d), signed
+once, over (chain_id, v, n, d) — the signature its block's certificate will
+carry. With a quorum of COMMITs matching (v, n, d) it has *committed*: the
+block and those signatures (its certificate, which names v: votes of
+different views never make one) are appended in one atomic write, transactions are
 answered, and the primary proposes the next height. Votes that can change
 nothing any more — a PREPARE once this replica has sent its COMMIT for that
 height and view, any PREPARE or COMMIT for a height already executed — are

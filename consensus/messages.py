@@ -5,12 +5,13 @@ validator's raw public key) and ``sig``. The signature covers
 ``encode_value({"kind": <kind>, **fields except sig})`` under the domain tag
 ``govledger/pbft/v1``, so a message of one kind can never pass as another.
 
-A COMMIT carries a second signature, ``cert_sig``, over exactly
-``ledger.block.commit_message(chain_id, height, block_hash)`` under
-``govledger/commit/v1``: the commit certificate stored with a block is the
-list of these, which light clients check without knowing anything about
-views. The replica itself counts COMMITs by (view, height, digest) using the
-message signature, which does cover the view.
+A COMMIT is the exception: its one signature is over exactly
+``ledger.block.commit_message(chain_id, view, height, digest)`` under
+``govledger/commit/v1`` (:func:`sign_commit`, :func:`signed_bytes`), because
+the commit certificate stored with a block is the list of these. It covers
+everything the replica counts COMMITs by — view, height, digest — so a second,
+message-level signature would add nothing but an SM2 signing and two checks
+per block at every replica.
 
 On the wire a message is ``encode_value({"kind": kind, "msg": fields})``;
 :func:`decode_message` rejects unknown kinds, non-canonical bytes and any
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-from ledger.block import Block, CommitCertificate
+from ledger.block import COMMIT_PURPOSE, Block, CommitCertificate, commit_message
 from ledger.codec import (
     decode_value,
     encode,
@@ -59,10 +60,11 @@ class Prepare:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
+    """COMMIT(v, n, d); ``sig`` is the commit-certificate signature (module docstring)."""
+
     view: int
     height: int
     digest: bytes
-    cert_sig: bytes
     sender: bytes
     sig: bytes = b""
 
@@ -185,7 +187,8 @@ def kind_of(msg: Message) -> str:
 
 
 def signing_bytes(msg: Message) -> bytes:
-    """The bytes ``msg.sig`` covers (before the domain tag).
+    """The bytes ``msg.sig`` covers (before the domain tag) under ``pbft``; not for a
+    COMMIT, whose signature covers its commit-certificate bytes (:func:`signed_bytes`).
 
     A PRE-PREPARE's signature covers the block *header* only: the header
     commits to the transactions through ``tx_root``, which every receiver
@@ -202,16 +205,38 @@ def signing_bytes(msg: Message) -> bytes:
         # covering the headers spares both ends a walk over up to 64 blocks.
         return encode_value({"kind": "blocks", "sender": msg.sender,
                              "headers": [to_value(cb.block.header) for cb in msg.blocks]})
+    if isinstance(msg, Commit):
+        raise ValueError("a COMMIT is signed over its certificate bytes: use signed_bytes")
     fields = to_value(msg)
     assert isinstance(fields, dict)
     del fields["sig"]
     return encode_value({"kind": kind_of(msg), **fields})
 
 
-def sign(msg: Message, key: PrivateKey) -> Message:
-    """``msg`` with ``sender`` set to ``key``'s public key and a fresh signature."""
+def signed_bytes(msg: Message, chain_id: str) -> tuple[str, bytes]:
+    """(purpose, message) that ``msg.sig`` signs: a COMMIT's commit-certificate bytes, any
+    other message's :func:`signing_bytes` under ``pbft``."""
+    if isinstance(msg, Commit):
+        return COMMIT_PURPOSE, commit_message(chain_id, msg.view, msg.height, msg.digest)
+    return PURPOSE, signing_bytes(msg)
+
+
+def sign(msg: Message, key: PrivateKey, chain_id: str | None = None) -> Message:
+    """``msg`` with ``sender`` set to ``key``'s public key and a fresh signature (a COMMIT
+    needs the ``chain_id`` its signature names)."""
     unsigned = replace(msg, sender=key.public_key().raw, sig=b"")
+    if isinstance(unsigned, Commit):
+        if chain_id is None:
+            raise ValueError("a COMMIT's signature names the chain: pass chain_id")
+        return sign_commit(unsigned, key, chain_id)
     return replace(unsigned, sig=key.sign(PURPOSE, signing_bytes(unsigned)))
+
+
+def sign_commit(commit: Commit, key: PrivateKey, chain_id: str) -> Commit:
+    """``commit`` from ``key``, signed over its certificate bytes (module docstring)."""
+    unsigned = replace(commit, sender=key.public_key().raw, sig=b"")
+    purpose, message = signed_bytes(unsigned, chain_id)
+    return replace(unsigned, sig=key.sign(purpose, message))
 
 
 def encode_message(msg: Message) -> bytes:

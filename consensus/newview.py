@@ -141,7 +141,7 @@ def check_commit_cert(
 ) -> str | None:
     """Why ``cert`` does not prove its block committed (None if it does)."""
     members = set(validators.public_keys())
-    message = commit_message(chain_id, cert.height, cert.block_hash)
+    message = commit_message(chain_id, cert.view, cert.height, cert.block_hash)
     signers = set()
     for s in cert.signatures:
         if s.validator not in members or s.validator in signers:

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, replace
 
 from consensus.effects import Append, Broadcast, Effect, Persist, Send
 from consensus.messages import (
-    PURPOSE,
     Blocks,
     CertifiedBlock,
     Checkpoint,
@@ -49,16 +48,14 @@ from consensus.messages import (
     ViewChange,
     encode_spliced,
     sign,
-    signing_bytes,
+    signed_bytes,
 )
 from consensus.newview import PREPARED_MAX, Selection, check_view_change, select
 from ledger.block import (
-    COMMIT_PURPOSE,
     Block,
     CommitCertificate,
     CommitSignature,
     ValidatorSet,
-    commit_message,
     tx_root,
     verify_certificate,
 )
@@ -350,12 +347,10 @@ class Replica:
         return self.stable < height <= self.stable + self.config.watermark_window
 
     def verify(self, msg: Message) -> bool:
-        """Seam: the message's signature is valid for its sender."""
-        return self.suite.verify(msg.sender, PURPOSE, signing_bytes(msg), msg.sig)
-
-    def verify_cert_sig(self, c: Commit) -> bool:
-        msg = commit_message(self.chain_id, c.height, c.digest)
-        return self.suite.verify(c.sender, COMMIT_PURPOSE, msg, c.cert_sig)
+        """Seam: the message's signature is valid for its sender (a COMMIT's: over its
+        commit-certificate bytes, see :mod:`consensus.messages`)."""
+        purpose, message = signed_bytes(msg, self.chain_id)
+        return self.suite.verify(msg.sender, purpose, message, msg.sig)
 
     def digest_of(self, block: Block) -> bytes:
         return block.header.block_hash(self.suite)
@@ -364,7 +359,7 @@ class Replica:
         return tx_root(self.suite, block.txs) == block.header.tx_root
 
     def _sign(self, msg: Message) -> Message:
-        return sign(msg, self.key)
+        return sign(msg, self.key, self.chain_id)
 
     def _parent(self) -> Pending | None:
         if self.tip is not None and self.tip.header.height == self.executed:
@@ -853,8 +848,7 @@ class Replica:
         cert = PreparedCert(slot.pre_prepare, sorted(matching, key=lambda p: p.sender))
         self.prepared[height] = cert
         slot.commit_sent_view = self.view
-        cert_sig = self.key.sign(COMMIT_PURPOSE, commit_message(self.chain_id, height, slot.digest))
-        commit = self._sign(Commit(self.view, height, slot.digest, cert_sig, b""))
+        commit = self._sign(Commit(self.view, height, slot.digest, b""))
         assert isinstance(commit, Commit)
         slot.commits.setdefault(self.view, {})[self.me] = commit
         effects = self.persist({**self._vote_record(height, slot.digest, "commit"),
@@ -869,9 +863,8 @@ class Replica:
         return {vote_key(height): encode_value([self.view, height, digest, phase])}
 
     def _on_commit(self, c: Commit, now_ms: int) -> list[Effect]:
-        # receive() has dropped those for heights already executed (_vote_is_moot).
-        if not self.verify_cert_sig(c):
-            return self._drop(c, "bad certificate signature")
+        # receive() has dropped those for heights already executed (_vote_is_moot) and
+        # checked the signature, which is the one its certificate will carry.
         # Commits far enough above our head tell us others are ahead (see COMMIT_LEAD).
         if c.height - COMMIT_LEAD > self.executed:
             self.commit_heights[c.sender] = max(self.commit_heights.get(c.sender, 0), c.height)
@@ -893,10 +886,10 @@ class Replica:
         if len(matching) < self.commit_quorum():
             return []
         order = {k: i for i, k in enumerate(self.validators.public_keys())}
-        sigs = [CommitSignature(c.sender, c.cert_sig)
+        sigs = [CommitSignature(c.sender, c.sig)
                 for c in sorted(matching, key=lambda c: order.get(c.sender, 1 << 30))]
         assert slot.digest is not None
-        cert = CommitCertificate(height, slot.digest, sigs)
+        cert = CommitCertificate(height, self.view, slot.digest, sigs)
         return self._execute(slot.pending, cert, now_ms)
 
     def _execute(self, pending: Pending, cert: CommitCertificate, now_ms: int) -> list[Effect]:

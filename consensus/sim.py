@@ -60,10 +60,8 @@ from consensus.replica import Replica, ReplicaConfig
 from consensus.simsuite import SimSuite
 from ledger import evidence
 from ledger.block import (
-    COMMIT_PURPOSE,
     Validator,
     ValidatorSet,
-    commit_message,
     verify_certificate,
 )
 from ledger.chain import Chain, schedule_validator_change
@@ -499,8 +497,7 @@ class Simulation:
         digest = self.rng.randbytes(32)
         if isinstance(msg, Prepare):
             return sign(replace(msg, digest=digest), node.key)
-        cert_sig = node.key.sign(COMMIT_PURPOSE, commit_message("sim", msg.height, digest))
-        return sign(replace(msg, digest=digest, cert_sig=cert_sig), node.key)
+        return sign(replace(msg, digest=digest), node.key, "sim")
 
     def _equivocate(self, node: Node, pp: PrePrepare) -> list[Effect]:
         """Send a different, valid block to each half of the backups."""
@@ -546,7 +543,7 @@ class Simulation:
         msgs: list[Message] = [PrePrepare(replica.view, height, alt.block, replica.primary(), junk)]
         for k in replica.validators.public_keys():
             msgs.append(Prepare(replica.view, height, digest, k, junk))
-            msgs.append(Commit(replica.view, height, digest, junk, k, junk))
+            msgs.append(Commit(replica.view, height, digest, k, junk))
         for m in msgs:
             self._run_raw_broadcast(node, m)
 

@@ -13,9 +13,18 @@ batch. The header (SPEC §4) commits to everything about the block:
 The block hash is the suite hash of the header's canonical encoding.
 
 A :class:`CommitCertificate` holds the COMMIT signatures of a quorum of the
-block's validator set over ``(chain_id, height, block_hash)`` under the tag
-``govledger/commit/v1`` — the same bytes a replica signs in its PBFT COMMIT
-vote, so the votes that decided the block are its proof.
+block's validator set over ``(chain_id, view, height, block_hash)`` under the
+tag ``govledger/commit/v1`` — the same bytes a replica signs in its PBFT COMMIT
+vote, so the votes that decided the block are its proof. All the signatures
+of one certificate are from one view, the certificate's ``view``. That is
+PBFT's committed-local rule (2f+1 COMMITs *matching in view*), and it is what
+makes a certificate unforgeable by a faulty validator: without the view, the
+COMMITs an honest replica sends in different views for a block that never
+committed (it prepared the block in view 1, the block was re-proposed and
+prepared by another replica in view 3, and meanwhile another block committed
+at that height in view 4) could be collected into a second "certificate" for
+the same height. SPEC §4 names ``(chain_id, height, block_hash)``; the view is
+added for this reason.
 
 Quorum: with n validators the replica set tolerates f = (n-1) // 3 faulty
 members, and a quorum is ceil((n + f + 1) / 2) — which is 2f + 1 when
@@ -163,6 +172,7 @@ class CommitSignature:
 @dataclass(frozen=True, slots=True)
 class CommitCertificate:
     height: int
+    view: int  # the PBFT view all the signatures were made in
     block_hash: bytes
     signatures: list[CommitSignature]
 
@@ -175,9 +185,10 @@ def result_root(suite: Suite, results: Sequence[TxResult]) -> bytes:
     return root(suite.hash, [r.encoded() for r in results])
 
 
-def commit_message(chain_id: str, height: int, block_hash: bytes) -> bytes:
+def commit_message(chain_id: str, view: int, height: int, block_hash: bytes) -> bytes:
     """The bytes a COMMIT vote signs (before the domain tag)."""
-    return encode_value({"chain_id": chain_id, "height": height, "block_hash": block_hash})
+    return encode_value({"chain_id": chain_id, "view": view, "height": height,
+                         "block_hash": block_hash})
 
 
 def certificate_signatures(
@@ -185,7 +196,7 @@ def certificate_signatures(
 ) -> list[tuple[bytes, str, bytes, bytes]]:
     """The (key, purpose, message, sig) checks :func:`verify_certificate` will make for
     ``cert`` on ``header``, so a caller can run them ahead, elsewhere (a worker process)."""
-    message = commit_message(chain_id, header.height, header.block_hash(suite))
+    message = commit_message(chain_id, cert.view, header.height, header.block_hash(suite))
     return [(s.validator, COMMIT_PURPOSE, message, s.sig) for s in cert.signatures]
 
 
@@ -214,7 +225,7 @@ def verify_certificate(
     block_hash = header.block_hash(suite)
     if cert.height != header.height or cert.block_hash != block_hash:
         raise SignatureError(f"height {header.height}: certificate is for a different block")
-    message = commit_message(chain_id, header.height, block_hash)
+    message = commit_message(chain_id, cert.view, header.height, block_hash)
     members = set(validators.public_keys())
     seen: set[bytes] = set()
     for s in cert.signatures:

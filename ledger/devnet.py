@@ -44,10 +44,11 @@ class Devnet:
         if signers is None:
             signers = self.validator_keys[: self.genesis.validators.quorum]
         block_hash = header.block_hash(suite)
-        message = commit_message(self.genesis.chain_id, header.height, block_hash)
+        message = commit_message(self.genesis.chain_id, header.view, header.height, block_hash)
         sigs = [CommitSignature(k.public_key().raw, k.sign(COMMIT_PURPOSE, message))
                 for k in signers]
-        return CommitCertificate(height=header.height, block_hash=block_hash, signatures=sigs)
+        return CommitCertificate(height=header.height, view=header.view, block_hash=block_hash,
+                                 signatures=sigs)
 
     def open_chain(self, registry: Registry, store: Store | None = None) -> Chain:
         return Chain(store or MemoryStore(self.genesis.crypto), self.genesis, registry)

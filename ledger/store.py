@@ -21,7 +21,7 @@ noted):
 prefix      suffix             value
 ==========  =================  ==============================================
 ``m:head``  —                  ``{"height", "block_hash"}``
-``m:format`` —                 ``{"version": 2}`` (format 1 stores are upgraded on open)
+``m:format`` —                 ``{"version": 3}`` (older formats are refused on open)
 ``h:``      height             :class:`~ledger.block.BlockHeader`
 ``b:``      height             :class:`~ledger.block.Block`
 ``c:``      height             :class:`~ledger.block.CommitCertificate` (none at 0)
@@ -123,10 +123,16 @@ from ledger.state import EMPTY_ROOT
 
 T = TypeVar("T")
 # 2: state-tree nodes keyed by height and hash (ledger.state, "Where nodes are stored").
-# A format 1 store (nodes keyed by hash) is read as it is and marked 2 on open, so that a
-# node of an older version refuses it instead of missing the nodes written since.
-FORMAT_VERSION = 2
-_READABLE_FORMATS = ({"version": 1}, {"version": 2})
+# 3: commit certificates name the view their signatures were made in (ledger.block). The
+# certificates of a format 1 or 2 store do not, and cannot be re-signed: such a store is
+# refused (OLD_FORMAT_HELP) rather than served, since a verifier of this version would reject
+# every proof from it and a node of this version must not pass them on.
+FORMAT_VERSION = 3
+OLD_FORMAT_HELP = (
+    "its commit certificates do not name the PBFT view they were signed in, which lets a "
+    "faulty validator assemble a false certificate from honest votes of different views; "
+    "this version neither serves nor accepts them. Keep this directory as the record of the "
+    "old chain, and start the network again from its genesis with empty data directories")
 WRITE_BUFFER_BYTES = 128 << 20  # see the module docstring
 BLOOM_BITS_PER_KEY = 10  # see the module docstring
 COMPRESSIONS: Final = ("none", "snappy")  # node.toml [storage] compression
@@ -409,11 +415,19 @@ class LevelDBStore:
                                 max_open_files=tables_open_budget())
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
-        fmt = self.db.get(b"m:format")
-        if fmt is not None and decode_value(fmt) not in _READABLE_FORMATS:
-            raise CorruptionError(f"{path}: unknown store format {fmt!r} (this version reads "
-                                  f"formats 1 and 2)")
-        if fmt is None or decode_value(fmt) != {"version": FORMAT_VERSION}:
+        raw_format = self.db.get(b"m:format")
+        fmt = decode_value(raw_format) if raw_format is not None else (
+            {"version": 1} if self.db.get(b"m:head") is not None else None)  # 1 had no mark
+        if fmt in ({"version": 1}, {"version": 2}):
+            self.db.close()
+            assert isinstance(fmt, dict)
+            raise CorruptionError(f"{path}: store format {fmt['version']} was written by an "
+                                  f"older govledger: {OLD_FORMAT_HELP}")
+        if fmt is not None and fmt != {"version": FORMAT_VERSION}:
+            self.db.close()
+            raise CorruptionError(f"{path}: unknown store format {raw_format!r} (this version "
+                                  f"reads format {FORMAT_VERSION})")
+        if fmt is None:
             self.db.put(b"m:format", encode_value({"version": FORMAT_VERSION}), sync=True)
         self._head = self._read_head()
         if check:

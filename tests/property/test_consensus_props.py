@@ -36,6 +36,7 @@ from consensus.messages import (
     encode_message,
     encode_spliced,
     kind_of,
+    signed_bytes,
     signing_bytes,
 )
 from consensus.newview import Selection, select
@@ -46,6 +47,7 @@ from ledger.block import (
     CommitSignature,
     Validator,
     ValidatorSet,
+    commit_message,
     max_faulty,
     quorum_size,
 )
@@ -90,7 +92,7 @@ def view_change_sets(draw: st.DrawFn) -> list[ViewChange]:
     executed = [draw(st.integers(min_value=0, max_value=5)) for _ in range(count)]
     out = []
     for sender, height in enumerate(executed):
-        last_cert = (CommitCertificate(height, committed_hash(height), [])
+        last_cert = (CommitCertificate(height, 0, committed_hash(height), [])
                      if height > 0 or draw(st.booleans()) else None)
         prepared = []
         prev = committed_hash(height)
@@ -224,12 +226,11 @@ transactions = st.builds(
 headers = st.builds(BlockHeader, height=u63, prev_hash=h32, tx_root=h32, result_root=h32,
                     state_root=h32, time=u63, view=u63, proposer=keys, validator_set_hash=h32)
 blocks = st.builds(Block, header=headers, txs=st.lists(transactions, max_size=2))
-certificates = st.builds(CommitCertificate, height=u63, block_hash=h32,
+certificates = st.builds(CommitCertificate, height=u63, view=u63, block_hash=h32,
                          signatures=st.lists(st.builds(CommitSignature, keys, sigs), max_size=3))
 pre_prepares = st.builds(PrePrepare, view=u64, height=u64, block=blocks, sender=keys, sig=sigs)
 prepares = st.builds(Prepare, view=u64, height=u64, digest=h32, sender=keys, sig=sigs)
-commits = st.builds(Commit, view=u64, height=u64, digest=h32, cert_sig=sigs, sender=keys,
-                    sig=sigs)
+commits = st.builds(Commit, view=u64, height=u64, digest=h32, sender=keys, sig=sigs)
 checkpoints = st.builds(Checkpoint, height=u64, state_root=h32, digest=h32, sender=keys,
                         sig=sigs)
 prepared_certs = st.builds(PreparedCert, pre_prepare=pre_prepares,
@@ -386,7 +387,6 @@ def test_signing_bytes_separate_kinds(view: int, height: int, digest: bytes,
     bytes; and the exact field map of each, tagged with any other kind, gives other bytes."""
     msgs: list[Message] = [
         Prepare(view, height, digest, sender),
-        Commit(view, height, digest, b"", sender),
         Checkpoint(height, digest, digest, sender),
         Status(height, view, view, sender),
         FetchBlocks(view, height, sender),
@@ -396,6 +396,10 @@ def test_signing_bytes_separate_kinds(view: int, height: int, digest: bytes,
     ]
     signed = [signing_bytes(m) for m in msgs]
     assert len(set(signed)) == len(signed)
+    # A COMMIT signs its commit-certificate bytes under another domain tag than all of these.
+    commit = Commit(view, height, digest, sender)
+    assert signed_bytes(commit, "c") == ("commit", commit_message("c", view, height, digest))
+    assert all(signed_bytes(m, "c") == ("pbft", signing_bytes(m)) for m in msgs)
     for m, sb in zip(msgs, signed, strict=True):
         body = decode_value(sb)
         assert isinstance(body, dict) and body["kind"] == kind_of(m)

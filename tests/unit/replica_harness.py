@@ -257,7 +257,7 @@ class Net:
         return pp
 
     def sign(self, msg: Message, signer: int) -> Message:
-        return sign(replace(msg, sig=b""), self.keys[signer])
+        return sign(replace(msg, sig=b""), self.keys[signer], self.chain_id)
 
     def order(self, *txs: Transaction, at: int = 1) -> list[Delivery]:
         """Commit one block holding ``txs`` in the current view with every message delivered.

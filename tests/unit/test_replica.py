@@ -110,8 +110,7 @@ def view_change(net: Net, signer: int, new_view: int, last_height: int = 0,
 
 
 def commit_vote(net: Net, signer: int, view: int, height: int, digest: bytes) -> Commit:
-    cert_sig = net.keys[signer].sign(COMMIT_PURPOSE, commit_message(net.chain_id, height, digest))
-    c = net.sign(Commit(view, height, digest, cert_sig, b""), signer)
+    c = net.sign(Commit(view, height, digest, b""), signer)
     assert isinstance(c, Commit)
     return c
 
@@ -201,7 +200,7 @@ def test_normal_case_orders_a_gossiped_transaction(suite: str) -> None:
     # Committed: Append with a certificate made of exactly the COMMITs received (own included).
     received = {i: {net.nodes[i].pk} for i in range(4)}
     appended: set[int] = set()
-    votes = {(c.sender, c.cert_sig) for c in commits.values()}
+    votes = {(c.sender, c.sig) for c in commits.values()}
     for d in net.deliver(kind(Commit)):
         if d.dst in appended:
             assert d.effects == []
@@ -482,6 +481,96 @@ def test_view_change_reproposes_a_prepared_block() -> None:
         assert net.nodes[i].chain.height == 2
         assert net.nodes[i].chain.head().block_hash(net.suite) == digest
         assert net.replica(i).view == 1
+
+
+def test_commit_votes_of_different_views_never_make_a_certificate() -> None:
+    """Goal: the COMMITs honest replicas send for a block in different views, none of which
+    committed it, cannot be put together into a certificate for it — while another block
+    is committed at that height. (Before commit signatures named their view, a faulty
+    validator could do exactly that and hand light clients and lagging replicas a valid-
+    looking certificate for a block that was never committed.)
+
+    Method: nodes A=0, C=1, B=2 are honest, Z=3 is faulty; the primary of view v is node
+    v. View 0: A proposes d at height 2, only A is prepared (COMMIT d, view 0). View 1,
+    from VIEW-CHANGEs of C, B, Z (none prepared): C proposes d', only C is prepared. View 2,
+    from A, B, Z: A's certificate re-proposes d, only B is prepared (COMMIT d, view 2).
+    View 3, from A, C, Z: C's view-1 certificate is the newest, d' is re-proposed and
+    committed everywhere. A and B each signed a COMMIT for d, Z signs whatever helps; for
+    every view, their three signatures are not a certificate for d, and d' has one.
+    """
+    net = Net()
+    a, c, b, z = 0, 1, 2, 3
+    net.start()
+    net.order(net.tx(1))
+    start_with_pending_request(net, 2)
+    commits: list[Commit] = []
+
+    def only_to(node: int, *types: type) -> None:
+        """Deliver ``types`` to ``node`` alone, keep the COMMITs sent, lose the rest."""
+        net.deliver(both(kind(*types), to(node)))
+        commits.extend(m for _, _, m in net.take(kind(Commit)) if isinstance(m, Commit))
+        net.take()
+
+    def prepared_view(i: int) -> int | None:
+        cert = net.replica(i).prepared.get(2)
+        return cert.pre_prepare.view if cert is not None else None
+
+    def view_change(view: int, quorum: tuple[int, ...]) -> PrePrepare:
+        """Every request timer fires; the new primary hears only ``quorum``'s VIEW-CHANGEs."""
+        net.now += 10 * net.config.view_change_timeout_ms
+        for i in range(4):
+            net.timer(i)
+        primary = view % 4
+        for src, dst, vc in net.take(kind(ViewChange)):
+            if dst == primary and src in quorum:
+                net.receive(dst, vc)
+        [(_, _, nv), *_] = net.peek(kind(NewView))
+        assert isinstance(nv, NewView)
+        net.deliver(kind(NewView))  # re-proposals ride in it; a fresh block follows it
+        fresh = [m for _, _, m in net.peek(kind(PrePrepare))]
+        net.deliver(kind(PrePrepare))
+        pp = (nv.pre_prepares or fresh)[0]
+        assert isinstance(pp, PrePrepare) and (pp.view, pp.height) == (view, 2)
+        return pp
+
+    net.now = net.replica(a).next_deadline_ms() or net.now
+    d_block = sent(net.timer(a), PrePrepare)[0].block
+    d = digest_of(net, d_block)
+    net.deliver(kind(PrePrepare))
+    only_to(a, Prepare)
+    assert [prepared_view(i) for i in range(4)] == [0, None, None, None]
+
+    d2 = digest_of(net, view_change(1, (c, b, z)).block)
+    assert d2 != d
+    only_to(c, Prepare)
+    assert [prepared_view(i) for i in range(4)] == [0, 1, None, None]
+
+    assert digest_of(net, view_change(2, (a, b, z)).block) == d
+    only_to(b, Prepare)
+    assert [prepared_view(i) for i in range(4)] == [0, 1, 2, None]
+
+    assert digest_of(net, view_change(3, (a, c, z)).block) == d2
+    net.deliver()
+    for node in net.nodes:
+        assert node.chain.height == 2 and node.chain.head().block_hash(net.suite) == d2
+        cert = node.store.get_certificate(2)
+        assert cert is not None and cert.view == 3
+        verify_certificate(net.suite, net.chain_id, node.chain.head(), cert,
+                           net.genesis.validators)
+
+    honest_for_d = {(net.index_of(m.sender), m.view) for m in commits if m.digest == d}
+    assert honest_for_d == {(a, 0), (b, 2)}
+    votes = {net.index_of(m.sender): m for m in commits if m.digest == d}
+    for view in range(4):
+        z_vote = commit_vote(net, z, view, 2, d)
+        sigs = [CommitSignature(m.sender, m.sig) for m in (votes[a], votes[b], z_vote)]
+        with pytest.raises(SignatureError, match="a commit signature does not verify"):
+            verify_certificate(net.suite, net.chain_id, d_block.header,
+                               CommitCertificate(2, view, d, sigs), net.genesis.validators)
+    # The same COMMIT relabelled with another view is not a vote in that view.
+    relabelled = replace(votes[a], view=2)
+    dropped = net.replica(c).stats["dropped"]
+    assert net.receive(c, relabelled) == [] and net.replica(c).stats["dropped"] == dropped + 1
 
 
 # -- 5. invalid NEW-VIEW --------------------------------------------------------------------------
@@ -810,7 +899,7 @@ def test_votes_that_can_change_nothing_are_dropped_unread(monkeypatch: pytest.Mo
     digest = net.nodes[1].chain.head().block_hash(net.suite)
     before = {i: len(checked[i]) for i in range(4)}
     late_prepare = replace(net.sign(Prepare(0, 1, digest, b""), 2), sig=b"forged")
-    late_commit = replace(net.sign(Commit(0, 1, digest, b"x", b""), 2), sig=b"forged")
+    late_commit = replace(net.sign(Commit(0, 1, digest, b""), 2), sig=b"forged")
     assert net.receive(1, late_prepare) == [] and net.receive(1, late_commit) == []
     assert len(checked[1]) == before[1]
     ahead = replace(net.sign(Prepare(0, 2, digest, b""), 2), sig=b"forged")
@@ -1196,8 +1285,8 @@ def test_state_transfer_of_a_certified_block_holding_a_bad_signature() -> None:
     assert [r.code for r in pending.execution.results] == ["bad_signature"]
     block = pending.block
     digest = block.header.block_hash(net.suite)
-    vote = commit_message(net.chain_id, 4, digest)
-    cert = CommitCertificate(4, digest, [CommitSignature(net.nodes[i].pk,
+    vote = commit_message(net.chain_id, 0, 4, digest)
+    cert = CommitCertificate(4, 0, digest, [CommitSignature(net.nodes[i].pk,
                                                          net.keys[i].sign(COMMIT_PURPOSE, vote))
                                          for i in range(3)])
     verify_certificate(net.suite, net.chain_id, block.header, cert, net.genesis.validators)
@@ -1325,7 +1414,7 @@ def some_message_of_each_kind(net: Net, signer: int) -> list[Message]:
     unsigned: list[Message] = [
         PrePrepare(0, 2, block, b""),
         Prepare(0, 2, d, b""),
-        Commit(0, 2, d, b"", b""),
+        Commit(0, 2, d, b""),
         Checkpoint(2, head.state_root, d, b""),
         ViewChange(1, 0, [], net.nodes[0].store.get_certificate(1), [], b""),
         NewView(1, [], [], b""),

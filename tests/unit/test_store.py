@@ -11,13 +11,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import plyvel
 import pytest
 
 from ledger import evidence
 from ledger import store as store_module
 from ledger.block import BlockHeader
 from ledger.chain import Chain
-from ledger.codec import decode, decode_value, encode, encode_value
+from ledger.codec import decode, encode, encode_value
 from ledger.devnet import Devnet
 from ledger.errors import CorruptionError
 from ledger.state import verify_state_proof
@@ -171,16 +172,13 @@ def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
     chain.store.close()
 
 
-def test_leveldb_nodes_are_written_in_height_order_and_older_stores_still_read(
-        tmp_path: Path, devnet: Devnet) -> None:
+def test_leveldb_nodes_are_written_in_height_order(tmp_path: Path, devnet: Devnet) -> None:
     """Goal: a block's state-tree nodes are stored under its height (so LevelDB inserts
-    them in key order instead of all over its key space), and a store written before
-    that — nodes keyed by hash alone, internal records without their children's
-    heights — is read and grown by the new code: every state of every block, old and
-    new, reads back and proves against its root.
-    Method: grow a chain, check every node key carries a block height; rewrite its nodes
-    in the older layout (as the older code wrote them); reopen, grow on top, reopen
-    again, and check every key of every block's state by get, prove and items."""
+    them in key order instead of all over its key space), and every state of every block
+    reads back and proves against its root after a reopen.
+    Method: grow a chain, check every node key carries a block height; reopen, grow on
+    top, reopen again, and check every key of every block's state by get, prove and
+    items."""
     path = str(tmp_path / "db")
     store = LevelDBStore(path, devnet.genesis.crypto)
     chain = Chain(store, devnet.genesis, ledger_registry())
@@ -190,11 +188,6 @@ def test_leveldb_nodes_are_written_in_height_order_and_older_stores_still_read(
         assert len(key) == 2 + 8 + 32, key
         heights.add(int.from_bytes(key[2:10], "big"))
     assert heights == set(range(5))  # every block wrote at least its root
-    with store.db.write_batch() as wb:  # the older layout, format 1
-        for key, record in store.db.iterator(prefix=b"n:"):
-            wb.delete(key)
-            wb.put(b"n:" + key[10:], record[:65] if record[:1] == b"\x01" else record)
-        wb.put(b"m:format", encode_value({"version": 1}))
     store.close()
 
     def check(chain: Chain) -> None:
@@ -214,14 +207,40 @@ def test_leveldb_nodes_are_written_in_height_order_and_older_stores_still_read(
 
     chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
     check(chain)
-    assert isinstance(chain.store, LevelDBStore)  # marked format 2: older versions refuse it
-    assert decode_value(chain.store.db.get(b"m:format")) == {"version": 2}
     grow(devnet, chain, 3, per_block=5)
     chain.store.close()
     chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
     assert chain.height == 7
     check(chain)
     chain.store.close()
+
+
+@pytest.mark.parametrize("mark", [None, 1, 2])
+def test_leveldb_refuses_a_store_whose_certificates_do_not_name_their_view(
+        tmp_path: Path, devnet: Devnet, mark: int | None) -> None:
+    """Goal: a store written before commit certificates named their view (formats 1 and 2;
+    format 1 had no format mark) is refused on open with an error that says why and what
+    to do — never served, since its certificates are the unsafe kind — and is left as it
+    was. Method: grow a chain, mark the store as the older format wrote it, reopen."""
+    path = str(tmp_path / "db")
+    store = LevelDBStore(path, devnet.genesis.crypto)
+    chain = Chain(store, devnet.genesis, ledger_registry())
+    grow(devnet, chain, 2, per_block=2)
+    if mark is None:
+        store.db.delete(b"m:format")
+    else:
+        store.db.put(b"m:format", encode_value({"version": mark}))
+    before = list(store.db.iterator())
+    store.close()
+    with pytest.raises(CorruptionError, match=rf"store format {mark or 1} was written by an "
+                       r"older govledger: its commit certificates do not name the PBFT view"
+                       r".*start the network again from its genesis"):
+        LevelDBStore(path, devnet.genesis.crypto)
+    reopened = plyvel.DB(path)
+    try:
+        assert list(reopened.iterator()) == before
+    finally:
+        reopened.close()
 
 
 def test_leveldb_compression_is_the_callers_choice(tmp_path: Path, devnet: Devnet) -> None:
@@ -361,10 +380,10 @@ def test_verify_chain_reports_the_first_broken_height(tmp_path: Path, devnet: De
 
 def test_leveldb_refuses_a_store_format_it_does_not_know(tmp_path: Path, devnet: Devnet) -> None:
     """Goal: a store written by a newer version (an unknown format) is refused with a
-    clear error, never read as if it were ours. Method: mark a store format 3; reopen."""
+    clear error, never read as if it were ours. Method: mark a store format 4; reopen."""
     path = str(tmp_path / "db")
     store = LevelDBStore(path, devnet.genesis.crypto)
-    store.db.put(b"m:format", encode_value({"version": 3}))
+    store.db.put(b"m:format", encode_value({"version": 4}))
     store.close()
-    with pytest.raises(CorruptionError, match=r"unknown store format .* reads formats 1 and 2"):
+    with pytest.raises(CorruptionError, match=r"unknown store format .* reads format 3"):
         LevelDBStore(path, devnet.genesis.crypto)
