@@ -418,11 +418,11 @@ class LevelDBStore:
         raw_format = self.db.get(b"m:format")
         fmt = decode_value(raw_format) if raw_format is not None else (
             {"version": 1} if self.db.get(b"m:head") is not None else None)  # 1 had no mark
-        if fmt in ({"version": 1}, {"version": 2}):
-            self.db.close()
-            assert isinstance(fmt, dict)
-            raise CorruptionError(f"{path}: store format {fmt['version']} was written by an "
-                                  f"older govledger: {OLD_FORMAT_HELP}")
+        for old in (1, 2):
+            if fmt == {"version": old}:
+                self.db.close()
+                raise CorruptionError(f"{path}: store format {old} was written by an older "
+                                      f"govledger: {OLD_FORMAT_HELP}")
         if fmt is not None and fmt != {"version": FORMAT_VERSION}:
             self.db.close()
             raise CorruptionError(f"{path}: unknown store format {raw_format!r} (this version "
