@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="each node's signature worker processes (node.py run "
                          "--verify-workers; 0: checks in the event loop); default as "
                          "node.py up: 0 when the nodes are at least as many as the cores")
+    tp.add_argument("--rate", type=float, default=None,
+                    help="instead: offer this many tx/s to a fresh network for --seconds "
+                         "(one open-loop point; see bench/throughput.py)")
     tp.add_argument("--quick", action="store_true", help="a short run for CI smoke (< 1 min)")
     tp.add_argument("--json", action="store_true")
     rc = sub.add_parser("recovery", help="restart time with many transactions; catch-up speed")

@@ -2,6 +2,7 @@
 
     python -m bench throughput [--seconds 20] [--clients 64] [--verify-workers N] [--quick]
                                [--json]
+    python -m bench throughput --rate R [--seconds 20] [--verify-workers N] [--json]
 
 1. Starts ``--nodes`` validators as separate ``node.py run`` processes on
    127.0.0.1 (SM2 suite by default), with admission rate limits raised so the
@@ -22,6 +23,12 @@
 5. Online proof queries: 16 closed-loop clients fetch certificate proof bundles
    (``GET /v1/certs/{id}/proof``) of the certificates just issued from one node.
 6. Peak RSS of each node process.
+
+With ``--rate R`` it runs one open-loop point instead of steps 3 - 5: R tx/s offered to
+a fresh network for ``--seconds`` (after 3 s of warm-up at that rate), with the same
+figures as a point of step 4 and the nodes' CPU per transaction. A fixed rate on a
+fresh network is the steadier yardstick for a change to a block's fixed cost: the
+points of step 4 follow the peak the closed loop found and the store it grew.
 
 The machine's limit line (cores × SM2 verifies/s ÷ nodes) is printed beside
 the figures, measured before the run (the ratio's denominator) and again after
@@ -320,27 +327,11 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
         for fraction in points:
             rate = max(1.0, tps * fraction)
             window = min(seconds, 5.0) if quick else seconds
-            height, cpu, began = net.status(0)["height"], cpu_snapshot(pids), time.monotonic()
-            lat, failed, span = asyncio.run(open_loop(urls, remaining, rate, window))
-            cpu_end, took = cpu_snapshot(pids), time.monotonic() - began
-            blocks = net.status(0)["height"] - height
+            point = open_loop_point(net, urls, pids, remaining, rate, window)
             remaining = remaining[int(rate * window) + 10:]
             tag = f"{int(fraction * 100)}pct"
-            figures[f"p50_ms_{tag}"] = round(percentile(lat, 50), 1)
-            figures[f"p99_ms_{tag}"] = round(percentile(lat, 99), 1)
-            figures[f"rate_{tag}"] = round(rate, 1)
-            # Whether the network kept up: committed per second from the first request to
-            # the last answer. Below the offered rate, the queue grew all through the
-            # window and the latencies above grow with its length, not with the load alone.
-            figures[f"achieved_tps_{tag}"] = round(len(lat) / span, 1) if span else 0.0
-            figures[f"not_committed_{tag}"] = failed
-            # How busy the cores were at this rate, and how the nodes' CPU splits per block:
-            # at moderate rates the network makes many small blocks, each with a fixed cost.
-            figures[f"cores_{tag}"] = {k: round((cpu_end[k] - cpu[k]) / took, 2) for k in cpu}
-            figures[f"blocks_per_s_{tag}"] = round(blocks / took, 1)
-            if blocks:
-                figures[f"node_cpu_ms_per_block_{tag}"] = round(
-                    (cpu_end["nodes"] - cpu["nodes"]) * 1000 / blocks, 1)
+            figures.update({f"{k}_{tag}": v for k, v in point.items()
+                            if k not in ("node_cpu_ms_per_tx",)})
         # The machine's speed drifts (the same SM2 loop has read 3,800 - 4,400 verifies/s
         # within an hour here): the limit line again, with the network idle, says whether
         # the ratio above was taken in a steady phase.
@@ -364,7 +355,92 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def open_loop_point(net: Any, urls: list[str], pids: list[int], txs: list[bytes],
+                    rate: float, seconds: float) -> dict[str, Any]:
+    """``rate`` tx/s offered for ``seconds`` from ``txs``: latency, whether the network kept
+    up, the cores each kind of process used and the nodes' CPU per block and per tx."""
+    height, cpu, began = net.status(0)["height"], cpu_snapshot(pids), time.monotonic()
+    lat, failed, span = asyncio.run(open_loop(urls, txs, rate, seconds))
+    cpu_end, took = cpu_snapshot(pids), time.monotonic() - began
+    blocks = net.status(0)["height"] - height
+    node_ms = (cpu_end["nodes"] - cpu["nodes"]) * 1000
+    point: dict[str, Any] = {
+        "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1),
+        "rate": round(rate, 1),
+        # Whether the network kept up: committed per second from the first request to
+        # the last answer. Below the offered rate, the queue grew all through the
+        # window and the latencies above grow with its length, not with the load alone.
+        "achieved_tps": round(len(lat) / span, 1) if span else 0.0,
+        "not_committed": failed,
+        # How busy the cores were at this rate, and how the nodes' CPU splits per block:
+        # at moderate rates the network makes many small blocks, each with a fixed cost.
+        "cores": {k: round((cpu_end[k] - cpu[k]) / took, 2) for k in cpu},
+        "blocks_per_s": round(blocks / took, 1),
+    }
+    if blocks:
+        point["node_cpu_ms_per_block"] = round(node_ms / blocks, 1)
+    if lat:
+        point["node_cpu_ms_per_tx"] = round(node_ms / len(lat), 2)
+    return point
+
+
+def run_fixed(rate: float, seconds: float, nodes: int, suite: str, workload: str = "cert",
+              pipeline_depth: int = 1, verify_workers: int | None = None) -> dict[str, Any]:
+    """One open-loop point at ``rate`` on a fresh network (the module docstring, --rate)."""
+    from tests.e2e.netharness import LocalNet
+
+    limit = limit_line(nodes, suite)
+    workdir = Path(tempfile.mkdtemp(prefix="govledger-bench-"))
+    net = LocalNet(workdir / "net", nodes=nodes, suite=suite)
+    raise_limits(net.dir, pipeline_depth)
+    if verify_workers is None:
+        from node import colocated_verify_workers
+
+        verify_workers = colocated_verify_workers(nodes)
+    net.run_args = ["--verify-workers", str(verify_workers)]
+    try:
+        net.start_all()
+        urls = [net.url(i) for i in range(nodes)]
+        warm = int(rate * 3)
+        txs = presign(net, warm + int(rate * seconds) + 100, workload)
+        asyncio.run(open_loop(urls, txs[:warm], rate, 3.0))
+        pids = [p.pid for p in net.procs.values()]
+        point = open_loop_point(net, urls, pids, txs[warm:], rate, seconds)
+        # "cores" is the machine's (the limit line's); the point's is what the run used.
+        point["cores_used"] = point.pop("cores")
+        return {**limit, **point, "committed_tps": point["achieved_tps"],
+                "verify_workers": verify_workers,
+                "limit_tps_after": limit_line(nodes, suite)["limit_tps"]}
+    finally:
+        net.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main_fixed(args: Any) -> int:
+    figures = run_fixed(args.rate, args.seconds, args.nodes, args.suite, args.workload,
+                        args.pipeline_depth, args.verify_workers)
+    params = {"rate": args.rate, "seconds": args.seconds, "nodes": args.nodes,
+              "suite": args.suite, "pipeline_depth": args.pipeline_depth,
+              "verify_workers": args.verify_workers,
+              "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
+    path = write_result("throughput-fixed", params, figures)
+    if not args.json:
+        print(f"limit line: {figures['limit_tps']} tx/s before, {figures['limit_tps_after']} "
+              f"after ({figures['verifies_per_s_per_core']} SM2 verifies/s per core before)")
+        print(f"{figures['rate']} tx/s offered to a fresh network for {args.seconds} s: "
+              f"{figures['achieved_tps']} committed/s, {figures['not_committed']} not "
+              f"committed; p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
+              f"{figures['blocks_per_s']} blocks/s; nodes' CPU per block "
+              f"{figures.get('node_cpu_ms_per_block', '-')} ms, per tx "
+              f"{figures.get('node_cpu_ms_per_tx', '-')} ms; cores used {figures['cores_used']}")
+        print(f"result written to {path}")
+    print(json.dumps(figures))
+    return 0
+
+
 def main(args: Any) -> int:
+    if args.rate is not None:
+        return main_fixed(args)
     seconds = 5.0 if args.quick else args.seconds
     figures = run(seconds, args.clients, args.nodes, args.quick, args.suite, args.workload,
                   args.pipeline_depth, args.verify_workers)

@@ -9,6 +9,7 @@ It asserts nothing about how fast: speed is reported in bench/RESULTS.md, not te
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -48,6 +49,19 @@ def test_throughput_quick_reports_its_figures() -> None:
     assert figures["not_committed_50pct"] == 0
     # Four nodes run as `node.py up` would run them on this machine (and the run says so).
     assert figures["verify_workers"] == colocated_verify_workers(4)
+
+
+def test_throughput_at_a_fixed_rate_reports_one_point() -> None:
+    figures = _bench("throughput", "--rate", "20", "--seconds", "3")
+    for key in ("committed_tps", "limit_tps", "p50_ms", "p99_ms", "blocks_per_s",
+                "node_cpu_ms_per_block", "node_cpu_ms_per_tx", "limit_tps_after"):
+        assert float(str(figures[key])) > 0, key
+    # A quiet 20 tx/s on a fresh network: all of it commits, at the offered rate.
+    assert figures["rate"] == 20.0 and figures["not_committed"] == 0
+    assert 10 < float(str(figures["achieved_tps"])) <= 25
+    used = figures["cores_used"]
+    assert isinstance(used, dict) and set(used) >= {"nodes", "load_generator"}
+    assert figures["cores"] == os.cpu_count()  # the machine's, beside the limit line
 
 
 def test_recovery_reports_restart_and_catch_up() -> None:
