@@ -70,7 +70,12 @@ from ledger.genesis import Genesis, load_genesis
 from ledger.network import NodeConfig, init_network, join_network, load_node_config
 from ledger.privacy import load_consortium_key
 from ledger.sigworker import SigWorker
-from ledger.store import LevelDBStore, raise_open_files_limit, tables_open_budget
+from ledger.store import (
+    LevelDBStore,
+    older_store_format,
+    raise_open_files_limit,
+    tables_open_budget,
+)
 from ledger.tx import TX_PURPOSE, Transaction
 
 log = logging.getLogger("govledger.node")
@@ -901,6 +906,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         init_network(directory, 4, base_port=args.base_port, with_sample_orgs=True,
                      chain_id="govledger-demo", time_ms=now_ms())
         print(f"created a 4-node demo network in {directory}")
+    older = [c.parent.name for c in node_configs(directory)
+             if older_store_format(load_node_config(c).data_dir / "ledger") is not None]
+    if older:
+        print(f"{directory} was made by an older govledger: the stores of "
+              f"{', '.join(older)} hold commit certificates that do not name their view, which "
+              f"this version refuses. The demo network is disposable: remove the folder "
+              f"(rm -r {directory}) and run the demo again for a new one.", file=sys.stderr)
+        return 1
     cluster = Cluster(directory, args.log_level or "WARNING")
     cluster.start()
     try:

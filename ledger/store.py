@@ -128,6 +128,7 @@ T = TypeVar("T")
 # refused (OLD_FORMAT_HELP) rather than served, since a verifier of this version would reject
 # every proof from it and a node of this version must not pass them on.
 FORMAT_VERSION = 3
+OLDER_FORMATS = (1, 2)
 OLD_FORMAT_HELP = (
     "its commit certificates do not name the PBFT view they were signed in, which lets a "
     "faulty validator assemble a false certificate from honest votes of different views; "
@@ -228,6 +229,39 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def _format_of(db: Any) -> object:
+    """The store's format version (its ``m:format`` mark; format 1 had none, so a store with
+    a head and no mark is 1), or None for a new, empty store. Anything unexpected is
+    returned as it is, for the caller to refuse."""
+    raw = db.get(b"m:format")
+    if raw is None:
+        return 1 if db.get(b"m:head") is not None else None
+    try:
+        mark = decode_value(raw)
+    except DecodeError:
+        return raw
+    if isinstance(mark, dict) and set(mark) == {"version"}:
+        return mark["version"]
+    return mark
+
+
+def older_store_format(path: str | os.PathLike[str]) -> int | None:
+    """The format of the LevelDB store at ``path`` if this version refuses it as older
+    (OLDER_FORMATS), else None — no store there, or one it reads. Creates nothing; the
+    store must not be open (a node using it holds its lock)."""
+    import plyvel
+
+    try:
+        db = plyvel.DB(os.fspath(path), create_if_missing=False)
+    except plyvel.Error:
+        return None
+    try:
+        fmt = _format_of(db)
+    finally:
+        db.close()
+    return fmt if isinstance(fmt, int) and fmt in OLDER_FORMATS else None
 
 
 def _decode_stored(data: bytes, cls: type[T], height: int) -> T:
@@ -415,17 +449,14 @@ class LevelDBStore:
                                 max_open_files=tables_open_budget())
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
-        raw_format = self.db.get(b"m:format")
-        fmt = decode_value(raw_format) if raw_format is not None else (
-            {"version": 1} if self.db.get(b"m:head") is not None else None)  # 1 had no mark
-        for old in (1, 2):
-            if fmt == {"version": old}:
-                self.db.close()
-                raise CorruptionError(f"{path}: store format {old} was written by an older "
-                                      f"govledger: {OLD_FORMAT_HELP}")
-        if fmt is not None and fmt != {"version": FORMAT_VERSION}:
+        fmt = _format_of(self.db)
+        if fmt in OLDER_FORMATS:
             self.db.close()
-            raise CorruptionError(f"{path}: unknown store format {raw_format!r} (this version "
+            raise CorruptionError(f"{path}: store format {fmt} was written by an older "
+                                  f"govledger: {OLD_FORMAT_HELP}")
+        if fmt is not None and fmt != FORMAT_VERSION:
+            self.db.close()
+            raise CorruptionError(f"{path}: unknown store format {fmt!r} (this version "
                                   f"reads format {FORMAT_VERSION})")
         if fmt is None:
             self.db.put(b"m:format", encode_value({"version": FORMAT_VERSION}), sync=True)

@@ -558,3 +558,32 @@ def test_pipeline_depth_ceiling_is_what_a_view_change_can_carry() -> None:
     ReplicaConfig(pipeline_depth=PREPARED_MAX)
     with pytest.raises(ValueError, match="pipeline_depth"):
         ReplicaConfig(pipeline_depth=PREPARED_MAX + 1)
+
+
+def test_demo_on_a_folder_of_an_older_version_says_to_start_afresh(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: ``python node.py demo`` run on a demo folder an older govledger made — whose
+    stores this version refuses (their commit certificates do not name a view) — says so
+    and what to do, starts no node and touches nothing, instead of four nodes failing.
+    Method: init a network, give node2 a store marked format 2, run node.main(["demo"])."""
+    import node
+    from ledger.codec import encode_value
+    from ledger.crypto import get_suite
+    from ledger.store import LevelDBStore, older_store_format
+
+    _init(tmp_path, 4, base_port=17700)
+    data = tmp_path / "node2" / "data" / "ledger"
+    assert older_store_format(data) is None  # no store yet
+    store = LevelDBStore(str(data), get_suite("sm"))
+    store.close()
+    assert older_store_format(data) is None  # this version's
+    store = LevelDBStore(str(data), get_suite("sm"))
+    store.db.put(b"m:format", encode_value({"version": 2}))
+    store.close()
+    assert older_store_format(data) == 2
+    assert node.main(["demo", "--dir", str(tmp_path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "was made by an older govledger" in err and "node2" in err
+    assert f"rm -r {tmp_path}" in err
+    assert older_store_format(data) == 2
+    assert not (tmp_path / "node0" / "data" / "ledger").exists()

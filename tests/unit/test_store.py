@@ -22,7 +22,14 @@ from ledger.codec import decode, encode, encode_value
 from ledger.devnet import Devnet
 from ledger.errors import CorruptionError
 from ledger.state import verify_state_proof
-from ledger.store import BlockCommit, LevelDBStore, MemoryStore, Store, height_key
+from ledger.store import (
+    BlockCommit,
+    LevelDBStore,
+    MemoryStore,
+    Store,
+    height_key,
+    older_store_format,
+)
 from ledger.tx import make_tx
 from tests.conftest import ledger_registry
 
@@ -232,6 +239,7 @@ def test_leveldb_refuses_a_store_whose_certificates_do_not_name_their_view(
         store.db.put(b"m:format", encode_value({"version": mark}))
     before = list(store.db.iterator())
     store.close()
+    assert older_store_format(path) == (mark or 1)  # what `node.py demo` checks first
     with pytest.raises(CorruptionError, match=rf"store format {mark or 1} was written by an "
                        r"older govledger: its commit certificates do not name the PBFT view"
                        r".*start the network again from its genesis"):
