@@ -461,6 +461,9 @@ class LevelDBStore:
         if fmt is None:
             self.db.put(b"m:format", encode_value({"version": FORMAT_VERSION}), sync=True)
         self._head = self._read_head()
+        # The head's header, decoded once: the replica reads it for every block it takes
+        # (its parent's time and hash) and every append checks the link to it.
+        self._head_header: BlockHeader | None = None
         if check:
             self.check_head()
 
@@ -481,8 +484,13 @@ class LevelDBStore:
         return self._head
 
     def get_header(self, height: int) -> BlockHeader | None:
+        if height == self._head and self._head_header is not None:
+            return self._head_header
         raw = self.db.get(b"h:" + height_key(height)) if height >= 0 else None
-        return None if raw is None else _decode_stored(raw, BlockHeader, height)
+        header = None if raw is None else _decode_stored(raw, BlockHeader, height)
+        if height == self._head:
+            self._head_header = header
+        return header
 
     def get_block(self, height: int) -> Block | None:
         raw = self.db.get(b"b:" + height_key(height)) if height >= 0 else None
@@ -579,7 +587,7 @@ class LevelDBStore:
             header = commits[-1].block.header
             wb.put(b"m:head", encode_value({
                 "height": header.height, "block_hash": header.block_hash(self.suite)}))
-        self._head = head
+        self._head, self._head_header = head, commits[-1].block.header
 
     def _put_block(self, wb: Any, commit: BlockCommit) -> None:
         header = commit.block.header
