@@ -39,9 +39,12 @@ entries took 2 - 4 us each (cache misses; 0.6 us into an empty one), and compact
 rewrote the whole key space as it grew (bench/RESULTS.md, session 14). A parent's record
 says where each child is; a block's root is always stored at the block's own height (an
 update returns the root's record even when the block changed nothing), so the root of
-any block's state is found from the block's height. Stores written before this keep
+any block's state is found from the block's height. Stores written before this kept
 their nodes keyed by hash, with 65-byte internal records (the bare preimage, no
 locations): such a child's location is "not known" and the store reads it by hash.
+(Since store format 3 those stores are refused on open — their commit certificates do
+not name a view, see ``ledger.store`` — so that path no longer meets such records; an
+EMPTY child's location is still "not known".)
 
 Nodes are content-addressed, so the same node may be stored at two heights; each copy's
 record points at children that exist where it says. The cache is keyed by hash and holds
