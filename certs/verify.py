@@ -59,6 +59,7 @@ from certs.records import (
     date_status,
     parse_date,
 )
+from ledger.block import older_certificate_hint
 from ledger.codec import to_json_value
 from ledger.errors import DecodeError, InputError, ProofError
 from ledger.genesis import Genesis
@@ -200,7 +201,7 @@ def _proofs(genesis: Genesis, bundle: CertBundle | bytes | None, target: str | N
         try:
             bundle = decode_bundle(bundle)
         except DecodeError as exc:
-            return None, f"the bundle does not decode: {exc}"
+            return None, f"the bundle does not decode: {exc}{older_certificate_hint(exc)}"
     if target is None:
         return None, "no valid certificate identifier to look for in the bundle"
     try:

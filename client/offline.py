@@ -24,6 +24,7 @@ from typing import Any
 from certs.document import Document
 from certs.verify import Verdict, parse_as_of, verify_certificate
 from client.results import EvidenceVerdict
+from ledger.block import older_certificate_hint
 from ledger.codec import decode
 from ledger.errors import DecodeError, InputError, ProofError
 from ledger.genesis import Genesis, load_genesis
@@ -86,7 +87,8 @@ def verify_evidence(genesis: GenesisLike, proof: EvidenceProof | bytes | None,
             proof = decode_evidence_proof(proof)
         record = _verify_evidence_proof(trust_root(genesis), proof, digest)
     except DecodeError as exc:
-        return EvidenceVerdict(False, digest, f"the proof does not decode: {exc}")
+        return EvidenceVerdict(False, digest, f"the proof does not decode: {exc}"
+                                              f"{older_certificate_hint(exc)}")
     except ProofError as exc:
         return EvidenceVerdict(False, digest, f"the proof does not verify: {exc}")
     except InputError as exc:  # e.g. a malformed commit certificate inside the proof

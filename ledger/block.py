@@ -177,6 +177,16 @@ class CommitCertificate:
     signatures: list[CommitSignature]
 
 
+def older_certificate_hint(problem: object) -> str:
+    """A hint to add to a decoding error that is a commit certificate without its view —
+    a proof made by a govledger from before certificates named one, which is refused."""
+    text = str(problem)
+    if "certificate" in text and "missing field 'view'" in text:
+        return (" (made by an older govledger, whose commit certificates did not name their "
+                "view and are no longer accepted: get a new proof from any node)")
+    return ""
+
+
 def tx_root(suite: Suite, txs: Sequence[Transaction]) -> bytes:
     return root(suite.hash, [tx.encoded() for tx in txs])
 

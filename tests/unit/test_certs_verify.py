@@ -17,6 +17,7 @@ from certs.document import Document, parse_document
 from certs.records import CertRecord, cst_midnight_ms, decode_record, encode_record
 from certs.verify import CHECKS, parse_as_of, verify_certificate
 from ledger.chain import effective_height
+from ledger.codec import Value, decode_value, encode_value
 from ledger.errors import InputError
 from tests.unit.certs_harness import (
     DAY,
@@ -288,6 +289,31 @@ def test_bundle_round_trips_and_json_view(issued: tuple[CertNet, Document]) -> N
     for bad in (data[:-1], data + b"\x00", b""):
         verdict = net.verify(doc, bundle=bad)
         assert "does not decode" in check(verdict, "proofs").detail
+
+
+def test_bundle_from_before_certificates_named_their_view_says_so(
+        issued: tuple[CertNet, Document]) -> None:
+    """Goal: a bundle an older govledger made — its commit certificate without the view its
+    signatures were made in, a form no longer accepted — is INVALID with a proofs line that
+    says where it came from and what to do, not only that a field is missing. Method: drop
+    "view" from the certificate of a canonical bundle and verify it."""
+    net, doc = issued
+
+    def without_view(value: Value) -> Value:
+        if isinstance(value, dict):
+            if {"height", "view", "block_hash", "signatures"} <= set(value):
+                value = {k: v for k, v in value.items() if k != "view"}
+            return {k: without_view(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [without_view(v) for v in value]
+        return value
+
+    old = encode_value(without_view(decode_value(encode_bundle(net.bundle(doc.cert_id, SWJ)))))
+    verdict = net.verify(doc, agency=SWJ, bundle=old)
+    assert not verdict.valid
+    detail = check(verdict, "proofs").detail
+    assert "missing field 'view'" in detail and "made by an older govledger" in detail
+    assert "get a new proof from any node" in detail
 
 
 def test_bundle_of_another_certificate_is_rejected() -> None:
