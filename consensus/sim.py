@@ -26,7 +26,11 @@ Checked after every event: honest replicas never append different blocks at
 the same height (hash chains and state roots agree, since the block hash
 covers both); no two honest replicas are prepared for different digests at
 the same (view, height); a committed block never rolls back; every appended
-commit certificate verifies against its height's validator set. After the
+commit certificate verifies against its height's validator set; and no
+certificate for a block other than the committed one can be put together from
+the COMMITs honest replicas sent in one view plus whatever the Byzantine
+validators sign (how often that would have been possible when certificates did
+not name their view is counted as ``viewless_forgeable``, for comparison). After the
 fault phase every network fault stops and every crashed node restarts — in a
 quarter of the seeds every node stops and restarts at once (``restart_all``, a
 power cut, which those seeds also suffer once in the middle of the fault phase;
@@ -164,6 +168,10 @@ class SimResult:
     view_changes: int
     faults: dict[str, Any]
     pipelined: int = 0  # pre-prepares taken while the height below was in flight
+    # Heights at which honest COMMITs from *different* views, plus the Byzantine validators'
+    # signatures, would have made a certificate for an uncommitted block had certificates
+    # not named their view (they do: the check in _check_forgeable is the one asserted).
+    viewless_forgeable: int = 0
 
     @property
     def ok(self) -> bool:
@@ -197,6 +205,11 @@ class Simulation:
         self.safety: list[str] = []
         self.canonical: dict[int, bytes] = {}
         self.prepared_seen: dict[tuple[int, int], bytes] = {}
+        # height -> (view, digest) -> public keys of the honest validators that sent that
+        # COMMIT (see _check_forgeable); heights whose view-less forgeability was counted.
+        self.commit_votes: dict[int, dict[tuple[int, bytes], set[bytes]]] = {}
+        self.viewless_seen: set[int] = set()
+        self.votes_changed: set[int] = set()  # heights to check again
         self.partition: tuple[set[int], set[int], bool] | None = None
         self._setup(txs)
 
@@ -315,6 +328,7 @@ class Simulation:
                 break
             self._handle(kind, data)
             self._check_safety()
+            self._check_forgeable()
             if self.safety:
                 break  # the first violation is the interesting one
             if self.now >= self.fault_end and self._all_done():
@@ -326,7 +340,7 @@ class Simulation:
         pipelined = sum(n.replica.stats["pipelined"] for n in self.nodes if n.replica)
         return SimResult(self.seed, self.n, committed, self.safety, liveness,
                          self.trace.hexdigest(), self.events, views, vars(self.faults),
-                         pipelined)
+                         pipelined, len(self.viewless_seen))
 
     def _handle(self, kind: str, data: Any) -> None:
         if kind == "deliver":
@@ -425,6 +439,11 @@ class Simulation:
                     self._send(node, dst, effect.message)
             elif isinstance(effect, Broadcast):
                 assert node.replica is not None
+                if node.honest and isinstance(effect.message, Commit):
+                    c = effect.message
+                    self.commit_votes.setdefault(c.height, {}).setdefault(
+                        (c.view, c.digest), set()).add(c.sender)
+                    self.votes_changed.add(c.height)
                 keys = set(node.replica.validators.public_keys())
                 for dst in self.nodes:
                     if dst is not node and (dst.key.public_key().raw in keys
@@ -565,6 +584,8 @@ class Simulation:
                 header, cert = node.store.get_header(h), node.store.get_certificate(h)
                 assert header is not None and cert is not None
                 block_hash = header.block_hash(self.suite)
+                if h not in self.canonical:
+                    self.votes_changed.add(h)
                 first = self.canonical.setdefault(h, block_hash)
                 if first != block_hash:
                     self.safety.append(f"t={self.now} node {node.index}: different block at {h}")
@@ -582,6 +603,33 @@ class Simulation:
                 if self.prepared_seen.setdefault(key, digest) != digest:
                     self.safety.append(f"node {node.index}: prepared a different block at "
                                        f"view {pp.view} height {pp.height}")
+
+    def _check_forgeable(self) -> None:
+        """No height's honest COMMITs of one view for a block other than the committed one
+        reach a certificate with the Byzantine validators' signatures added; and count the
+        heights where COMMITs of different views would have (certificates without views)."""
+        if not self.votes_changed:
+            return
+        faulty = {n.key.public_key().raw for n in self.nodes if not n.honest}
+        for h in list(self.votes_changed):
+            committed, votes = self.canonical.get(h), self.commit_votes.get(h, {})
+            judge = max((n for n in self.nodes if n.honest), key=lambda n: n.chain.height)
+            if committed is None or h > judge.chain.height:
+                continue  # again once an honest replica has the block
+            self.votes_changed.discard(h)
+            vs = judge.chain.validators_for(h)
+            members = set(vs.public_keys())
+            needed = vs.quorum - len(faulty & members)
+            across: dict[bytes, set[bytes]] = {}
+            for (view, digest), senders in votes.items():
+                if digest == committed:
+                    continue
+                if len(senders & members) >= needed:
+                    self.safety.append(f"t={self.now}: a certificate for another block at "
+                                       f"height {h} can be made from view {view}'s COMMITs")
+                across.setdefault(digest, set()).update(senders & members)
+            if h not in self.viewless_seen and any(len(s) >= needed for s in across.values()):
+                self.viewless_seen.add(h)
 
     def _all_done(self) -> bool:
         if self.pending_txs:

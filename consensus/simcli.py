@@ -48,7 +48,8 @@ def run_many(seeds: range, nodes: int, byzantine: int, jobs: int,
     started = time.monotonic()
     summary: dict[str, Any] = {"nodes": nodes, "byzantine": byzantine, "seeds": 0,
                                "committed_blocks": 0, "pipelined": 0, "safety_violations": 0,
-                               "liveness_violations": 0, "failed_seeds": []}
+                               "liveness_violations": 0, "failed_seeds": [],
+                               "viewless_forgeable_seeds": []}
     step = max(1, len(seeds) // 20)
     with _pool(jobs) as pool:
         work = [(s, nodes, byzantine, mutant) for s in seeds]
@@ -56,6 +57,8 @@ def run_many(seeds: range, nodes: int, byzantine: int, jobs: int,
             summary["seeds"] += 1
             summary["committed_blocks"] += result.committed_blocks
             summary["pipelined"] += result.pipelined
+            if result.viewless_forgeable:
+                summary["viewless_forgeable_seeds"].append(result.seed)
             if result.safety_violations:
                 summary["safety_violations"] += 1
             if result.liveness_violation:
@@ -108,7 +111,7 @@ def replay(seed: int, nodes: int, byzantine: int, mutant: str | None, verbose: b
     r = run_seed(seed, nodes, byzantine, cls)
     print(json.dumps({"seed": r.seed, "ok": r.ok, "committed_blocks": r.committed_blocks,
                       "events": r.events, "view_changes": r.view_changes,
-                      "pipelined": r.pipelined,
+                      "pipelined": r.pipelined, "viewless_forgeable": r.viewless_forgeable,
                       "trace_hash": r.trace_hash, "faults": r.faults,
                       "safety_violations": r.safety_violations,
                       "liveness_violation": r.liveness_violation}, indent=1, default=str))
@@ -147,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{summary['seeds']} seeds, {summary['committed_blocks']} blocks committed, "
               f"{summary['safety_violations']} safety and {summary['liveness_violations']} "
               f"liveness violations in {summary['seconds']} s")
+        forgeable = summary["viewless_forgeable_seeds"]
+        if forgeable:
+            print(f"{len(forgeable)} seeds where certificates without views could have been "
+                  f"forged (they name their view now), e.g. {forgeable[:5]}")
     return 1 if summary["failed_seeds"] else 0
 
 
