@@ -21,6 +21,16 @@ import json
 import sys
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     lim.add_argument("--suite", choices=("sm", "intl"), default="sm")
     lim.add_argument("--json", action="store_true")
     tp = sub.add_parser("throughput", help="committed tx/s and latency of a 4-node network")
-    tp.add_argument("--seconds", type=float, default=20.0)
+    tp.add_argument("--seconds", type=_positive, default=20.0)
     tp.add_argument("--clients", type=int, default=64)
     tp.add_argument("--nodes", type=int, default=4)
     tp.add_argument("--suite", choices=("sm", "intl"), default="sm")
@@ -42,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="each node's signature worker processes (node.py run "
                          "--verify-workers; 0: checks in the event loop); default as "
                          "node.py up: 0 when the nodes are at least as many as the cores")
-    tp.add_argument("--rate", type=float, default=None,
+    tp.add_argument("--rate", type=_positive, default=None,
                     help="instead: offer this many tx/s to a fresh network for --seconds "
                          "(one open-loop point; see bench/throughput.py)")
     tp.add_argument("--quick", action="store_true", help="a short run for CI smoke (< 1 min)")

@@ -276,12 +276,12 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
-        workload: str = "cert", pipeline_depth: int = 1, verify_workers: int | None = None
-        ) -> dict[str, Any]:
+def _network(nodes: int, suite: str, pipeline_depth: int, verify_workers: int | None
+             ) -> tuple[Path, Any, int]:
+    """A local network in a new temporary folder, not started yet, as step 1 describes:
+    (the folder, the network, the signature workers each node runs)."""
     from tests.e2e.netharness import LocalNet
 
-    limit = limit_line(nodes, suite)
     workdir = Path(tempfile.mkdtemp(prefix="govledger-bench-"))
     net = LocalNet(workdir / "net", nodes=nodes, suite=suite)
     raise_limits(net.dir, pipeline_depth)
@@ -290,6 +290,14 @@ def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
 
         verify_workers = colocated_verify_workers(nodes)
     net.run_args = ["--verify-workers", str(verify_workers)]
+    return workdir, net, verify_workers
+
+
+def run(seconds: float, clients: int, nodes: int, quick: bool, suite: str,
+        workload: str = "cert", pipeline_depth: int = 1, verify_workers: int | None = None
+        ) -> dict[str, Any]:
+    limit = limit_line(nodes, suite)
+    workdir, net, verify_workers = _network(nodes, suite, pipeline_depth, verify_workers)
     try:
         net.start_all()
         urls = [net.url(i) for i in range(nodes)]
@@ -387,17 +395,8 @@ def open_loop_point(net: Any, urls: list[str], pids: list[int], txs: list[bytes]
 def run_fixed(rate: float, seconds: float, nodes: int, suite: str, workload: str = "cert",
               pipeline_depth: int = 1, verify_workers: int | None = None) -> dict[str, Any]:
     """One open-loop point at ``rate`` on a fresh network (the module docstring, --rate)."""
-    from tests.e2e.netharness import LocalNet
-
     limit = limit_line(nodes, suite)
-    workdir = Path(tempfile.mkdtemp(prefix="govledger-bench-"))
-    net = LocalNet(workdir / "net", nodes=nodes, suite=suite)
-    raise_limits(net.dir, pipeline_depth)
-    if verify_workers is None:
-        from node import colocated_verify_workers
-
-        verify_workers = colocated_verify_workers(nodes)
-    net.run_args = ["--verify-workers", str(verify_workers)]
+    workdir, net, verify_workers = _network(nodes, suite, pipeline_depth, verify_workers)
     try:
         net.start_all()
         urls = [net.url(i) for i in range(nodes)]

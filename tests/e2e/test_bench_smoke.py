@@ -62,6 +62,11 @@ def test_throughput_at_a_fixed_rate_reports_one_point() -> None:
     used = figures["cores_used"]
     assert isinstance(used, dict) and set(used) >= {"nodes", "load_generator"}
     assert figures["cores"] == os.cpu_count()  # the machine's, beside the limit line
+    for bad in ("0", "-5", "nan", "many"):
+        proc = subprocess.run([sys.executable, "-m", "bench", "throughput", "--rate", bad],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and "argument --rate" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_recovery_reports_restart_and_catch_up() -> None:
