@@ -415,13 +415,17 @@ def run_fixed(rate: float, seconds: float, nodes: int, suite: str, workload: str
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _parameters(args: Any, **mode: Any) -> dict[str, Any]:
+    """The run's parameters for its JSON result: the network's, and ``mode``'s."""
+    return {**mode, "nodes": args.nodes, "suite": args.suite,
+            "pipeline_depth": args.pipeline_depth, "verify_workers": args.verify_workers,
+            "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
+
+
 def main_fixed(args: Any) -> int:
     figures = run_fixed(args.rate, args.seconds, args.nodes, args.suite, args.workload,
                         args.pipeline_depth, args.verify_workers)
-    params = {"rate": args.rate, "seconds": args.seconds, "nodes": args.nodes,
-              "suite": args.suite, "pipeline_depth": args.pipeline_depth,
-              "verify_workers": args.verify_workers,
-              "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
+    params = _parameters(args, rate=args.rate, seconds=args.seconds)
     path = write_result("throughput-fixed", params, figures)
     if not args.json:
         print(f"limit line: {figures['limit_tps']} tx/s before, {figures['limit_tps_after']} "
@@ -443,10 +447,7 @@ def main(args: Any) -> int:
     seconds = 5.0 if args.quick else args.seconds
     figures = run(seconds, args.clients, args.nodes, args.quick, args.suite, args.workload,
                   args.pipeline_depth, args.verify_workers)
-    params = {"seconds": seconds, "clients": args.clients, "nodes": args.nodes,
-              "quick": args.quick, "suite": args.suite, "pipeline_depth": args.pipeline_depth,
-              "verify_workers": args.verify_workers,
-              "workload": {"cert": "cert.issue", "anchor": "evidence.anchor"}[args.workload]}
+    params = _parameters(args, seconds=seconds, clients=args.clients, quick=args.quick)
     path = write_result("throughput", params, figures)
     if not args.json:
         print(f"limit line: {figures['cores']} cores × {figures['verifies_per_s_per_core']} "

@@ -611,9 +611,9 @@ class Simulation:
         if not self.votes_changed:
             return
         faulty = {n.key.public_key().raw for n in self.nodes if not n.honest}
+        judge = max((n for n in self.nodes if n.honest), key=lambda n: n.chain.height)
         for h in list(self.votes_changed):
             committed, votes = self.canonical.get(h), self.commit_votes.get(h, {})
-            judge = max((n for n in self.nodes if n.honest), key=lambda n: n.chain.height)
             if committed is None or h > judge.chain.height:
                 continue  # again once an honest replica has the block
             self.votes_changed.discard(h)
