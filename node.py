@@ -819,7 +819,9 @@ class Cluster:
 
     def start(self) -> None:
         for config in self.configs:
-            cmd = [sys.executable, str(ROOT / "node.py"), "run", "--config", str(config),
+            # Absolute: the children run in the repository, the folder may be relative to
+            # the operator's working directory (`node.py demo` makes ./govledger-demo).
+            cmd = [sys.executable, str(ROOT / "node.py"), "run", "--config", str(config.resolve()),
                    "--verify-workers", str(colocated_verify_workers(len(self.configs)))]
             if self.log_level:
                 cmd += ["--log-level", self.log_level]

@@ -18,17 +18,18 @@ def test_node_demo_creates_loads_and_restarts(tmp_path: Path) -> None:
     """Goal: `python node.py demo` creates a 4-node network with sample organisations, loads
     the sample data once and prints the dashboard URL; run again on the same directory it
     restarts that network with its data and does not load the samples twice. Method: run it
-    twice with --check (load, print, stop) on free ports."""
+    twice with --check (load, print, stop) on free ports, from a working directory that is
+    not the repository and with the default folder, ./govledger-demo, as the README has it
+    (the nodes once looked for their configs under the repository instead)."""
     port = free_base_port(4)
-    cmd = [sys.executable, str(ROOT / "node.py"), "demo", "--dir", str(tmp_path / "demo"),
-           "--base-port", str(port), "--check"]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    cmd = [sys.executable, str(ROOT / "node.py"), "demo", "--base-port", str(port), "--check"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "created a 4-node demo network" in first.stdout
     assert "sample documents" in first.stdout
     assert f"dashboard http://127.0.0.1:{port}/" in first.stdout
-    assert (tmp_path / "demo" / "keys" / "orgs.json").exists()
-    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert (tmp_path / "govledger-demo" / "keys" / "orgs.json").exists()
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "sample data was loaded before" in second.stdout
 
