@@ -646,29 +646,51 @@ class SparseMerkleTree:
         record = self._cache.young.get(node_hash)
         if type(record) is bytes and depth < PATH_BITS:
             # The common case, inline: an internal node in the cache's young generation
-            # (every block walks the same top of the tree). _load_child does the same
-            # through three more calls, a tenth of an update's time.
-            node: _Node = _Internal(record)
+            # (every block walks the same top of the tree), decoded into locals (what
+            # _Internal does, without the object). _load_child does the same through three
+            # more calls.
+            left_hash, right_hash = record[1:33], record[33:65]
+            if len(record) == _INTERNAL_BYTES:
+                left_at, right_at = _LOCATIONS.unpack_from(record, _PREIMAGE_BYTES)
+                if left_at == _NOWHERE:
+                    left_at = None
+                if right_at == _NOWHERE:
+                    right_at = None
+            else:  # a bare preimage (see _Internal)
+                left_at = right_at = None
         else:
             node = self._load_child(node_hash, at, sibling, path, depth)
-        if isinstance(node, _Leaf):
-            return self._build(
-                depth, self._new_leaves(batch, lo, hi, (node_hash, node, at), out), out)
-        mid = bisect_left(batch, (_right_half(path, depth),), lo, hi)
-        left: _Subtree = (node.left, _UNKNOWN, node.left_at)
-        right: _Subtree = (node.right, _UNKNOWN, node.right_at)
+            if isinstance(node, _Leaf):
+                return self._build(
+                    depth, self._new_leaves(batch, lo, hi, (node_hash, node, at), out), out)
+            left_hash, left_at, right_hash, right_at = (node.left, node.left_at, node.right,
+                                                        node.right_at)
+        shift = PATH_BITS - 1 - depth  # bisect as _right_half says, inline
+        mid = bisect_left(batch, ((((path >> shift) | 1) << shift),), lo, hi)
+        left: _Subtree = (left_hash, _UNKNOWN, left_at)
+        right: _Subtree = (right_hash, _UNKNOWN, right_at)
         if lo < mid:
-            left = self._update(node.left, node.left_at, node.right, depth + 1, batch, lo, mid,
-                                out)
+            left = self._update(left_hash, left_at, right_hash, depth + 1, batch, lo, mid, out)
         if mid < hi:
-            right = self._update(node.right, node.right_at, node.left, depth + 1, batch, mid,
-                                 hi, out)
-        if left[0] == node.left and right[0] == node.right:
+            right = self._update(right_hash, right_at, left_hash, depth + 1, batch, mid, hi,
+                                 out)
+        new_left, new_right = left[0], right[0]
+        if new_left == left_hash and new_right == right_hash:
             return node_hash, _INTERNAL, at
         if self._superseded is not None:
             # A child changed, so this node's hash is gone from the new tree: no node can
             # sit at two positions, since every leaf below one commits to its own path.
             self._superseded.add(node_hash)
+        if new_left != EMPTY_ROOT and new_right != EMPTY_ROOT:
+            # Two children: a new internal node (what _join and _internal do, inline —
+            # the step every changed level takes).
+            preimage = _INTERNAL_TAG + new_left + new_right
+            new_hash = self._h(preimage)
+            new_left_at, new_right_at = left[2], right[2]
+            out[new_hash] = preimage + _LOCATIONS.pack(
+                _NOWHERE if new_left_at is None else new_left_at,
+                _NOWHERE if new_right_at is None else new_right_at)
+            return new_hash, _INTERNAL, self._height
         return self._join(left, right, out)
 
     def _join(self, left: _Subtree, right: _Subtree, out: dict[bytes, bytes]) -> _Subtree:
