@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import importlib
 import importlib.util
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,7 +66,7 @@ from ledger.block import certificate_signatures
 from ledger.chain import Chain, scheduled_validators
 from ledger.codec import decode_value
 from ledger.crypto import load_private_key_file, sm2_backend_name
-from ledger.errors import CorruptionError, DecodeError, GovledgerError
+from ledger.errors import CorruptionError, DecodeError, GovledgerError, InputError
 from ledger.execution import Registry
 from ledger.genesis import Genesis, load_genesis
 from ledger.network import NodeConfig, init_network, join_network, load_node_config
@@ -82,6 +84,7 @@ log = logging.getLogger("govledger.node")
 ROOT = Path(__file__).resolve().parent
 INBOX_MAX = 50_000
 WAIT_COMMIT_S = 30.0
+LISTEN_BACKLOG = 1024  # pending connections; the bench opens hundreds at once
 
 
 def now_ms() -> int:
@@ -777,12 +780,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     open_files = raise_open_files_limit()  # before the store sizes its table cache on it
     log.info("open files limit %d: LevelDB keeps up to %d tables open", open_files,
              tables_open_budget(open_files))
+    # Bound before anything else is opened, so a port in use is one clear line and not a
+    # node that opened its store, dialled its peers and logged "serving" first.
+    listener = listen_socket(config.host, config.port)
     node = Node(config, verify_workers=args.verify_workers)
     context.node = node
     tune_gc()
-    web.run_app(node.build_app(), host=config.host, port=config.port, print=None,
+    web.run_app(node.build_app(), sock=listener, print=None,
                 handle_signals=True, shutdown_timeout=5, access_log=None)
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The node's listening TCP socket (HTTP API and peer WebSocket) on ``host:port``."""
+    try:
+        return socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = ("is another node or program using it? " if exc.errno == errno.EADDRINUSE
+                else "")
+        raise InputError(f"cannot listen on {host}:{port}: {reason} ({hint}the address is "
+                         "[http] host and port in node.toml)") from None
 
 
 def node_configs(directory: Path) -> list[Path]:
@@ -853,32 +871,47 @@ class Cluster:
                 proc.kill()
                 proc.wait()
 
-    def wait_ready(self, timeout_s: float = 60) -> bool:
+    def wait_ready(self, timeout_s: float = 60) -> dict[str, str]:
+        """Wait until every node answers ``/v1/status`` or has exited, at most ``timeout_s``;
+        each node's folder name → ``"up"``, ``"exited with status N"`` or
+        ``"not answering"``."""
         import http.client
         import urllib.request
 
         deadline = time.monotonic() + timeout_s
-        pending = set(self.urls())
-        while pending and time.monotonic() < deadline:
-            for url in list(pending):
+        names = [c.parent.name for c in self.configs]
+        urls = dict(zip(names, self.urls(), strict=True))
+        states = dict.fromkeys(names, "not answering")
+        while time.monotonic() < deadline:
+            for name, proc in zip(names, self.procs, strict=True):
+                if states[name] != "not answering":
+                    continue
+                if proc.poll() is not None:
+                    states[name] = f"exited with status {proc.returncode}"
+                    continue
                 try:
-                    with urllib.request.urlopen(url + "/v1/status", timeout=2) as resp:
+                    with urllib.request.urlopen(urls[name] + "/v1/status", timeout=2) as resp:
                         if resp.status == 200:
-                            pending.discard(url)
+                            states[name] = "up"
                 except (OSError, http.client.HTTPException):
                     # Not listening yet; a connect to a free local port can even reach
                     # itself (TCP self-connect) and read back its own request.
                     pass
-            if any(p.poll() is not None for p in self.procs):
-                return False
+            if "not answering" not in states.values():
+                break
             time.sleep(0.2)
-        return not pending
+        return states
 
 
-def _wait_for_interrupt(cluster: Cluster) -> None:
+def _not_up(states: dict[str, str]) -> str:
+    return "; ".join(f"{name} {state}" for name, state in states.items() if state != "up")
+
+
+def _wait_for_interrupt(cluster: Cluster, prompt: str) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    print(prompt, flush=True)  # after the handlers: a Ctrl-C that follows it is a clean stop
     while not stop.is_set():
         if all(p.poll() is not None for p in cluster.procs):
             print("all nodes have exited")
@@ -890,11 +923,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster = Cluster(Path(args.dir), args.log_level)
     cluster.start()
     try:
-        ready = cluster.wait_ready()
-        print(("nodes are up: " if ready else "nodes started (not all answering yet): ")
-              + "  ".join(cluster.urls()), flush=True)
-        print("press Ctrl-C to stop them all", flush=True)
-        _wait_for_interrupt(cluster)
+        states = cluster.wait_ready()
+        up = [url for state, url in zip(states.values(), cluster.urls(), strict=True)
+              if state == "up"]
+        if len(up) == len(states):
+            print("nodes are up: " + "  ".join(up), flush=True)
+        else:
+            print(f"{len(up)} of {len(states)} nodes are up: {'  '.join(up) or '-'}; "
+                  f"{_not_up(states)} (see the node logs above)", flush=True)
+        _wait_for_interrupt(cluster, "press Ctrl-C to stop them all")
+    except KeyboardInterrupt:  # before the nodes were up: stop them all the same
+        print("interrupted: stopping the nodes", file=sys.stderr)
+        return 130
     finally:
         cluster.stop()
     return 0
@@ -919,8 +959,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cluster = Cluster(directory, args.log_level or "WARNING")
     cluster.start()
     try:
-        if not cluster.wait_ready():
-            print("the demo network did not come up; see the node logs above", file=sys.stderr)
+        states = cluster.wait_ready()
+        if _not_up(states):
+            print(f"the demo network did not come up: {_not_up(states)}; see the node logs "
+                  "above", file=sys.stderr)
             return 1
         urls = cluster.urls()
         marker = directory / ".samples-loaded"
@@ -934,8 +976,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("nodes: " + "  ".join(urls))
         if args.check:
             return 0
-        print("press Ctrl-C to stop the network", flush=True)
-        _wait_for_interrupt(cluster)
+        _wait_for_interrupt(cluster, "press Ctrl-C to stop the network")
+    except KeyboardInterrupt:  # while starting or loading the samples
+        print("interrupted: stopping the demo network", file=sys.stderr)
+        return 130
     finally:
         cluster.stop()
     return 0

@@ -118,7 +118,7 @@ from ledger.codec import (
     spliced_map,
 )
 from ledger.crypto import Suite
-from ledger.errors import CorruptionError, DecodeError
+from ledger.errors import CorruptionError, DecodeError, InputError
 from ledger.state import EMPTY_ROOT
 
 T = TypeVar("T")
@@ -447,6 +447,11 @@ class LevelDBStore:
                                 compression=None if compression == "none" else compression,
                                 max_file_size=TABLE_FILE_BYTES,
                                 max_open_files=tables_open_budget())
+        except plyvel.IOError as exc:
+            if "/LOCK:" in str(exc):  # held by another process: an operator's mistake, no damage
+                raise InputError(f"the store {path} is in use by another process (is a node "
+                                 "with this data folder already running?)") from None
+            raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
         except plyvel.Error as exc:
             raise CorruptionError(f"cannot open LevelDB at {path}: {exc}") from None
         fmt = _format_of(self.db)

@@ -20,7 +20,7 @@ from ledger.block import BlockHeader
 from ledger.chain import Chain
 from ledger.codec import decode, encode, encode_value
 from ledger.devnet import Devnet
-from ledger.errors import CorruptionError
+from ledger.errors import CorruptionError, InputError
 from ledger.state import verify_state_proof
 from ledger.store import (
     BlockCommit,
@@ -137,6 +137,33 @@ def test_leveldb_reopens_and_refuses_another_genesis(tmp_path: Path, devnet: Dev
                                            "accounts", "config")}, "time": 1})
     with pytest.raises(CorruptionError, match="different genesis"):
         Chain(LevelDBStore(path, devnet.genesis.crypto), other, ledger_registry())
+
+
+def test_leveldb_in_use_by_another_process_is_an_operator_error(tmp_path: Path,
+                                                                 devnet: Devnet) -> None:
+    """Goal: a second node started on a data folder another one holds is told so, as the
+    operator's mistake (exit 2), not as corruption (exit 1); the store it could not open is
+    unharmed. Method: hold the store open in a child process, open it here, then again after
+    the child has let go."""
+    path = str(tmp_path / "db")
+    chain = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    grow(devnet, chain, 2)
+    head = chain.head()
+    chain.store.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import plyvel, sys; db = plyvel.DB(sys.argv[1]); "
+         "print('open', flush=True); sys.stdin.read()", path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(InputError, match="in use by another process") as info:
+            LevelDBStore(path, devnet.genesis.crypto)
+        assert not isinstance(info.value, CorruptionError)
+    finally:
+        holder.communicate("", timeout=30)
+    again = Chain(LevelDBStore(path, devnet.genesis.crypto), devnet.genesis, ledger_registry())
+    assert again.head() == head
+    again.store.close()
 
 
 def test_leveldb_keeps_reading_a_store_written_with_compressed_tables(
