@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from client.cli import EXIT_OK, EXIT_REJECTED, Context, UsageError
+from fiscal.model import check_flow_id
 from fiscal.payee import open_payee
 from fiscal.rules import RULES
 from ledger.codec import Value
@@ -111,7 +112,7 @@ def run_access_log(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_reveal(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client(need_key=True)
-    record = client.get(f"/v1/payments/{args.payment_id}", signed=True)
+    record = client.get(f"/v1/payments/{check_flow_id(args.payment_id)}", signed=True)
     key = client.key
     assert key is not None
     sealed: list[dict[str, Value]] = [

@@ -28,6 +28,8 @@ from fiscal.model import (
     APPROPRIATE_TX,
     PAY_TX,
     RETURN_TX,
+    check_flow_id,
+    check_tag,
     payee_key_for_hash,
     yuan,
 )
@@ -55,12 +57,13 @@ def _booking_args(p: argparse.ArgumentParser) -> None:
 
 
 def _arg_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
-    """An argparse ``type=`` from a parser of :mod:`fiscal.payloads` (ValueError → usage)."""
+    """An argparse ``type=`` from a parser of :mod:`fiscal.payloads` or a check of
+    :mod:`fiscal.model` (ValueError or InputError → usage)."""
 
     def convert(text: str) -> _T:
         try:
             return parse(text)
-        except ValueError as exc:
+        except (ValueError, InputError) as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     convert.__name__ = parse.__name__
@@ -70,6 +73,8 @@ def _arg_type(parse: Callable[[str], _T]) -> Callable[[str], _T]:
 _fen = _arg_type(payloads.parse_fen)
 _date = _arg_type(payloads.parse_date)
 _hex_digest = _arg_type(payloads.parse_digest)
+_tag = _arg_type(check_tag)
+_payment_id = _arg_type(check_flow_id)
 
 
 def add_parser(sub: Any) -> None:
@@ -104,7 +109,7 @@ def add_parser(sub: Any) -> None:
                       epilog="Example: govledger fund allocate --from FJ2026-ZD-0001 --to-org "
                              "11350102MB2F000328 --region 350102 --amount 30000000 "
                              "--key keys/czj.pem")
-    q.add_argument("--from", dest="source", required=True, metavar="TAG")
+    q.add_argument("--from", dest="source", type=_tag, required=True, metavar="TAG")
     q.add_argument("--to-org", required=True, metavar="USCC")
     q.add_argument("--region", required=True, metavar="CODE",
                    help="9-digit fiscal region code (a 6-digit division code gets 000)")
@@ -125,7 +130,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--payee-name", help="the person's name (masked on the ledger), or the "
                                         "enterprise's name if it is not registered")
     q.add_argument("--payee-account", help="a person's bank account (HMAC and sealed only)")
-    q.add_argument("--from", dest="source", required=True, metavar="TAG")
+    q.add_argument("--from", dest="source", type=_tag, required=True, metavar="TAG")
     q.add_argument("--amount", type=_fen, required=True, metavar="FEN")
     q.add_argument("--purpose", required=True)
     q.add_argument("--function-code", required=True)
@@ -142,7 +147,7 @@ def add_parser(sub: Any) -> None:
     q = fs.add_parser("return", help="return money from a child fund to its parent",
                       epilog="Example: govledger fund return --from FJ2026-ZD-0001.1 --amount "
                              "500000 --key keys/gl.pem")
-    q.add_argument("--from", dest="source", required=True, metavar="TAG")
+    q.add_argument("--from", dest="source", type=_tag, required=True, metavar="TAG")
     q.add_argument("--amount", type=_fen, required=True, metavar="FEN")
     _booking_args(q)
     q.add_argument("--key", required=True)
@@ -153,9 +158,9 @@ def add_parser(sub: Any) -> None:
                                     "a payment (signed read, logged)",
                       epilog="Example: govledger fund trail FJ2026-ZD-0001 --format dot --key "
                              "keys/sjj.pem | dot -Tsvg > trail.svg")
-    q.add_argument("tag", metavar="TAG")
-    q.add_argument("--backward", metavar="PAYMENT_ID", help="trail of one payment up to its "
-                                                            "appropriation")
+    q.add_argument("tag", type=_tag, metavar="TAG")
+    q.add_argument("--backward", type=_payment_id, metavar="PAYMENT_ID",
+                   help="trail of one payment up to its appropriation")
     q.add_argument("--format", choices=("table", "json", "dot"), default="table")
     q.add_argument("--key", required=True, help="auditor key, or the holder's finance officer")
     _json_flag(q)
@@ -163,14 +168,14 @@ def add_parser(sub: Any) -> None:
 
     q = fs.add_parser("balance", help="balance sheet of a fund and everything below it",
                       epilog="Example: govledger fund balance FJ2026-ZD-0001")
-    q.add_argument("tag", metavar="TAG")
+    q.add_argument("tag", type=_tag, metavar="TAG")
     q.add_argument("--format", choices=("table", "json", "dot"), default="table")
     _json_flag(q)
     q.set_defaults(handler=run_balance)
 
     q = fs.add_parser("show", help="one fund's record",
                       epilog="Example: govledger fund show FJ2026-ZD-0001.1")
-    q.add_argument("tag", metavar="TAG")
+    q.add_argument("tag", type=_tag, metavar="TAG")
     _json_flag(q)
     q.set_defaults(handler=run_show)
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from client.cli import EXIT_OK, Context, add_common
+from ledger.ids import validate_uscc
 
 
 def add_parser(sub: Any) -> None:
@@ -41,7 +42,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
-    org = ctx.client().get(f"/v1/orgs/{args.uscc.strip().upper()}")
+    org = ctx.client().get(f"/v1/orgs/{validate_uscc(args.uscc.strip().upper())}")
 
     def human() -> None:
         ctx.fields(org["name"], [("USCC", org["uscc"]), ("kind", org["kind"]),

@@ -37,6 +37,9 @@ MSGPACK: Final = "application/msgpack"
 JSON: Final = "application/json"
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 DETAIL_CHARS_MAX: Final = 500
+# Characters left as they are in a request's path: RFC 3986's reserved and unreserved ones
+# and '%' (a path that is already percent-encoded stays so).
+PATH_SAFE: Final = "/?[]@!$&'()*+,;=:%-._~"
 
 
 class SdkError(Exception):
@@ -114,6 +117,10 @@ def target(path: str, query: Mapping[str, object] | None = None) -> str:
     """``path`` with ``query`` as a sorted, URL-encoded query string (what signed reads
     cover, so the order must be the one :mod:`ledger.reads` expects)."""
     items = sorted((k, str(v)) for k, v in (query or {}).items())
+    # What a URL cannot carry as typed (a space, a control or non-ASCII character) is
+    # percent-encoded, so the node decodes exactly ``path`` — and answers it, rather than
+    # the request failing as if the node could not be reached.
+    path = urllib.parse.quote(path, safe=PATH_SAFE)
     return path + ("?" + urllib.parse.urlencode(items) if items else "")
 
 

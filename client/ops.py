@@ -49,6 +49,7 @@ from client.results import (
     parse_trail,
     parse_verdict,
 )
+from fiscal.model import check_flow_id, check_tag
 from ledger.codec import Value, decode_value, encode, from_value
 from ledger.crypto import PrivateKey, get_suite
 from ledger.errors import DecodeError
@@ -304,10 +305,11 @@ class Operations:
         return [parse(Fund, f, "a fund") for f in value["funds"]]
 
     def op_fund(self, tag: str) -> Op[Fund]:
-        return parse(Fund, (yield build_call("GET", f"/v1/funds/{tag}")), f"fund {tag}")
+        value = yield build_call("GET", f"/v1/funds/{check_tag(tag)}")
+        return parse(Fund, value, f"fund {tag}")
 
     def op_fund_balance(self, tag: str) -> Op[FundBalance]:
-        value = yield build_call("GET", f"/v1/funds/{tag}/balance")
+        value = yield build_call("GET", f"/v1/funds/{check_tag(tag)}/balance")
         return parse(FundBalance, value, f"the balance sheet of {tag}")
 
     def op_fund_trail(self, tag: str, direction: str = "forward",
@@ -320,6 +322,7 @@ class Operations:
         query: dict[str, str] = {}
         if payment_id is not None:
             query["backward"] = (payment_id.hex() if isinstance(payment_id, bytes)
-                                 else payment_id)
-        value = yield from self.op_get(f"/v1/funds/{tag}/trail", query, signed=True)
+                                 else check_flow_id(payment_id))
+        value = yield from self.op_get(f"/v1/funds/{check_tag(tag)}/trail", query,
+                                       signed=True)
         return parse_trail(value, tag, direction)

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from ledger.codec import Value, decode, encode
-from ledger.errors import CorruptionError, DecodeError, TxRejected
+from ledger.errors import CorruptionError, DecodeError, InputError, TxRejected
 from ledger.execution import StateGet
 from ledger.ids import IdentifierError, validate_uscc
 
@@ -74,6 +74,8 @@ TEXT_MAX = 200
 ROOT_TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 TAG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}(\.[1-9][0-9]{0,5}){0,12}")
 REGION_RE = re.compile(r"[1-9][0-9]{8}")
+FLOW_ID_RE = re.compile(r"[0-9a-fA-F]{64}")
+TAG_RULE = "letters, digits, '-' and '_', with '.<n>' per level, e.g. FJ2026-ZD-0001.2"
 # 政府收支分类科目, functional classification: 类 (3 digits), 款 (5), 项 (7); spending is 2xx.
 FUNCTION_CODE_RE = re.compile(r"2[0-9]{2}(?:[0-9]{2}){0,2}")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -319,6 +321,22 @@ def date_field(payload: dict[str, Value], name: str) -> str:
     except ValueError:
         raise TxRejected(f"payload.{name} {value!r} is not a calendar date") from None
     return value
+
+
+def check_tag(text: str) -> str:
+    """``text`` if it is a fund tag, else InputError saying what one is (for queries: the
+    node's routes, the SDK and the CLI check it before a tag goes into a URL path)."""
+    if not TAG_RE.fullmatch(text):
+        raise InputError(f"{text!r} is not a fund tag ({TAG_RULE})")
+    return text
+
+
+def check_flow_id(text: str, what: str = "a payment id") -> str:
+    """``text`` if it is a flow's id (the 64 hex digits of its transaction id), else
+    InputError."""
+    if not FLOW_ID_RE.fullmatch(text):
+        raise InputError(f"{what} is 64 hex digits (the transaction id), got {text!r}")
+    return text
 
 
 def tag_field(payload: dict[str, Value], name: str, root: bool = False) -> str:

@@ -34,9 +34,9 @@ from aiohttp import web
 
 from fiscal import queries, rules
 from fiscal.model import (
-    TAG_RE,
     VOUCHER_RE,
     VOUCHER_RULE,
+    check_tag,
     fund_view,
     payee_key_for_hash,
     payee_key_for_uscc,
@@ -52,11 +52,7 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _tag(request: web.Request) -> str:
-    tag = request.match_info["tag"]
-    if not TAG_RE.fullmatch(tag):
-        raise InputError("a fund tag is letters, digits, '-' and '_', with '.<n>' per level "
-                         "(e.g. FJ2026-ZD-0001.2)")
-    return tag
+    return check_tag(request.match_info["tag"])
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:

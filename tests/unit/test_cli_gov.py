@@ -21,6 +21,7 @@ from client.cli import UsageError, main
 from client.cmd_gov import parse_params
 from client.sdk import Client, NodeError, request
 from ledger.crypto import load_private_key_file
+from ledger.ids import make_uscc
 from ledger.network import SAMPLE_ORGS
 from ledger.reads import HEADER, make_read
 from tests.unit.node_harness import NodeThread, one_node_network
@@ -174,8 +175,10 @@ def test_refusals_and_exit_codes(net: tuple[Path, str, NodeThread],
     assert code == 2 and "is not name=value" in err
     code, _, err = run(capsys, url, "gov", "vote", "1", "approve")
     assert code == 2 and "--key" in err
-    code, _, err = run(capsys, url, "org", "show", "91350100MA2Y0001X0")
+    code, _, err = run(capsys, url, "org", "show", make_uscc("9", "1", "350100", "MA2Y0099"))
     assert code == 2 and "no organisation" in err
+    code, _, err = run(capsys, url, "org", "show", "91350100MA2Y0001X0")  # checked first
+    assert code == 2 and "check character is '0', expected '9'" in err
 
 
 def test_org_list(net: tuple[Path, str, NodeThread], capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,6 +73,26 @@ def test_bad_arguments_are_usage_errors(args: list[str]) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["fund", "balance", "a/b"], "'a/b' is not a fund tag"),
+    (["fund", "show", "a b"], "'a b' is not a fund tag"),
+    (["fund", "trail", "../x", "--key", "k.pem"], "'../x' is not a fund tag"),
+    (["fund", "return", "--from", "T#1", "--amount", "1", "--key", "k.pem"],
+     "'T#1' is not a fund tag"),
+    (["fund", "trail", "T", "--backward", "xyz", "--key", "k.pem"], "64 hex digits"),
+])
+def test_tags_and_payment_ids_are_checked_before_they_go_into_a_url(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: a fund tag or payment id that is not one is a usage error naming the value
+    (a tag with '/' once reached the node as another path and came back as a bare "Not
+    Found"; one with a space failed as "no node answered"). Method: argparse's exit code
+    and message, with no node to ask."""
+    with pytest.raises(SystemExit) as exc:
+        govledger(["--node", "http://127.0.0.1:9", *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_unreachable_node_is_a_connection_error(capsys: pytest.CaptureFixture[str]) -> None:
     """Goal: no node answering is exit 2. Method: a public query against a closed port."""
     code = govledger(["--node", "http://127.0.0.1:9", "fund", "balance", "T"])

@@ -35,6 +35,7 @@ from ledger import api, evidence, reads
 from ledger.acl import AccountRecord
 from ledger.admission import Rejection
 from ledger.crypto import get_suite
+from ledger.errors import InputError
 from tests.fiscal_harness import FiscalChain, payment, tree
 from tests.unit.certs_harness import CertNet
 
@@ -419,3 +420,35 @@ def test_fund_results_typed_and_trail_signed() -> None:
     assert node.reads == [f"/v1/funds/{tags['province']}/trail",
                           f"/v1/funds/{tags['province']}/trail?backward="
                           f"{paid['payment_id'].hex()}"]  # type: ignore[union-attr]
+
+def test_a_path_the_url_cannot_carry_as_typed_still_reaches_the_node() -> None:
+    """Goal: a fund tag is checked before it goes into a URL (one with '/' once reached the
+    node as another path, answered with a bare "Not Found"), and any path with a space or a
+    non-ASCII character is percent-encoded and answered by the node (it once failed as
+    Unreachable: "no node answered"), signed reads included. Method: the fiscal routes
+    behind a fake node; bad tags and payment ids, then raw paths."""
+    fc = FiscalChain()
+    try:
+        tags = tree(fc)
+        node = FakeNode(fc.chain, ["auditor"])
+        with Served(node_app(node)) as url:
+            client = Client(url, key=fc.net.account_keys["auditor"], retries=1)
+            for bad in ("a/b", "a b", "", "../x", "T#1"):
+                with pytest.raises(InputError, match="is not a fund tag"):
+                    client.fund(bad)
+                with pytest.raises(InputError, match="is not a fund tag"):
+                    client.fund_trail(bad)
+            with pytest.raises(InputError, match="64 hex digits"):
+                client.fund_trail(tags["province"], "backward", payment_id="ab/cd")
+            with pytest.raises(NodeError) as spaced:
+                client.get("/v1/funds/a b/balance")
+            with pytest.raises(NodeError) as chinese:
+                client.get("/v1/funds/资金 1/trail", signed=True)
+            assert client.fund_balance(tags["province"]).rows[0].tag == tags["province"]
+    finally:
+        fc.close()
+    assert (spaced.value.status, spaced.value.code) == (400, "bad_request")
+    assert "'a b' is not a fund tag" in spaced.value.detail
+    assert (chinese.value.status, chinese.value.code) == (400, "bad_request")
+    assert "'资金 1' is not a fund tag" in chinese.value.detail
+
