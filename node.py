@@ -728,6 +728,13 @@ def cmd_init(args: argparse.Namespace) -> int:
                           chain_id=args.chain_id, time_ms=now_ms())
     print(f"initialised {args.nodes}-node network {layout.genesis.chain_id!r} "
           f"(suite {args.suite}) in {layout.directory}")
+    faults = (args.nodes - 1) // 3
+    if faults == 0 and args.nodes > 1:  # 2 or 3 nodes: every one of them is needed
+        print(f"note: {args.nodes} nodes keep working only while all of them are up and "
+              "honest; PBFT needs 3f+1 nodes to survive f faulty ones (4 for one)")
+    else:
+        print(f"it keeps working with up to {faults} node{'s' if faults > 1 else ''} down or "
+              f"malicious" if faults else "a single node: for development (no fault tolerance)")
     for path in layout.node_configs:
         print(f"  python node.py run --config {path}")
     if layout.orgs:

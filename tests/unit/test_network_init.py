@@ -550,6 +550,23 @@ def test_join_command_prints_the_proposal(tmp_path: Path,
         "name=node4", f"public_key={key}", "address=127.0.0.1:17790"])
 
 
+@pytest.mark.parametrize(("nodes", "said"), [
+    (1, "a single node: for development"),
+    (3, "note: 3 nodes keep working only while all of them are up and honest"),
+    (4, "it keeps working with up to 1 node down or malicious"),
+    (7, "it keeps working with up to 2 nodes down or malicious"),
+])
+def test_init_says_how_many_faults_the_network_survives(
+        nodes: int, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: an operator who asks for 3 nodes (enough for one failure in a Raft cluster) is
+    told that a PBFT network of 3 survives none; every network states its f. Method:
+    node.main(["init", ...]) for 1, 3, 4 and 7 nodes."""
+    import node
+
+    assert node.main(["init", "--nodes", str(nodes), "--dir", str(tmp_path / "net")]) == 0
+    assert said in capsys.readouterr().out
+
+
 def test_pipeline_depth_ceiling_is_what_a_view_change_can_carry() -> None:
     """Goal: node.toml cannot ask for more blocks in flight than a VIEW-CHANGE may carry
     prepared certificates for (a replica must be able to report every one). Method: the
