@@ -129,6 +129,28 @@ async def read_body(request: web.Request) -> bytes:
                          "transfer encoding)") from None
 
 
+class UndecodableBodyLog(logging.Filter):
+    """For aiohttp's server logger: its "Unhandled exception" over a request body that does
+    not decode as its Content-Encoding says becomes one INFO line.
+
+    :func:`read_body` has answered such a request with a 400; aiohttp then drains the rest
+    of the body and logs the same decoding error again, at ERROR with a traceback
+    (aio-libs/aiohttp#1710) — the client's fault, already answered, which an operator
+    would otherwise read as a fault of the node."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.msg == "Unhandled exception" and isinstance(exc, web.RequestPayloadError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "dropped the rest of a request body: %s", (
+                " ".join(str(exc).split()),)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+UNDECODABLE_BODY_LOG = UndecodableBodyLog()
+
+
 def _int_arg(request: web.Request, name: str) -> int:
     text = request.match_info[name]
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
