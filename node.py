@@ -60,7 +60,7 @@ from consensus.messages import (
 )
 from consensus.replica import Replica, ReplicaConfig
 from consensus.transport import PeerTransport
-from ledger import acl, api, api_gov, evidence, governance, reads
+from ledger import acl, api, api_gov, evidence, governance, reads, software_version
 from ledger.admission import Admission, Limits, Rejection, verify_batch
 from ledger.block import certificate_signatures
 from ledger.chain import Chain, scheduled_validators
@@ -82,6 +82,7 @@ from ledger.tx import TX_PURPOSE, Transaction
 
 log = logging.getLogger("govledger.node")
 ROOT = Path(__file__).resolve().parent
+VERSION = software_version()  # in /v1/status: which nodes run which release
 INBOX_MAX = 50_000
 WAIT_COMMIT_S = 30.0
 LISTEN_BACKLOG = 1024  # pending connections; the bench opens hundreds at once
@@ -330,6 +331,7 @@ class Node:
                                       self.transport.connected()),
             "mempool": r.pool_size, "stable_checkpoint": r.stable,
             "view_changes": r.stats["view_changes"], "time": now_ms(),
+            "version": VERSION,
         }
 
     async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]:
@@ -995,6 +997,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="node.py", description="govledger node operator commands")
+    parser.add_argument("--version", action="version", version=f"govledger {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("init", help="create keys, genesis.json and one node.toml per node")
     p.add_argument("--nodes", type=int, default=4)

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from client.sdk import Client, NodeError, Unreachable
+from ledger import software_version
 from ledger.codec import to_json_value
 from ledger.crypto import PrivateKey, load_private_key_file
 from ledger.errors import GovledgerError
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="node URL(s), comma-separated for failover "
                              "(default $GOVLEDGER_NODE or http://127.0.0.1:7700)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--version", action="version", version=f"govledger {software_version()}")
     parser.add_argument("--key", help="PEM private key that signs (also accepted after the "
                                       "command)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")

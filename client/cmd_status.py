@@ -20,6 +20,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     st = ctx.client().status()
     rows = [(k, st.get(k)) for k in ("node", "chain_id", "suite", "height", "head_hash", "view",
                                      "primary", "in_view_change", "validators", "peers",
-                                     "mempool", "stable_checkpoint", "view_changes")]
+                                     "mempool", "stable_checkpoint", "view_changes",
+                                     "version")]
     ctx.emit(st, lambda: ctx.fields(f"govledger node {st.get('node')}", rows))
     return EXIT_OK

@@ -82,6 +82,7 @@ class NodeStatus:
     stable_checkpoint: int
     view_changes: int
     time: int
+    version: str = ""  # the node's govledger release ("" from a node too old to say)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,3 +114,16 @@ def test_a_signed_read_header_of_any_allowed_length_reaches_the_node(
                                       headers={"X-Govledger-Read": "0" * chars})
     assert status == 400 and content_type.startswith("application/json"), body
     assert json.loads(body)["detail"].startswith(detail), body
+
+
+def test_status_names_the_release_the_node_runs(url: str) -> None:
+    """Goal: /v1/status says which govledger release the node runs (departments upgrade
+    their nodes one by one; the operator must see which run what). Method: GET it and
+    compare with pyproject.toml."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    release = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    status, _, body = call(url, "GET", "/v1/status")
+    assert status == 200 and json.loads(body)["version"] == release

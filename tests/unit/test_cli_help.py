@@ -125,3 +125,22 @@ def test_the_walk_sees_the_whole_tree() -> None:
     assert {"status", "cert issue", "fund pay", "audit verify-chain", "gov propose",
             "import certs", "import flows", "keys new", "org show"} <= leaves
     assert len(leaves) >= 35
+
+
+def test_both_commands_say_which_release_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: `govledger --version` and `python node.py --version` print the release
+    pyproject.toml declares, as operators compare it across departments' nodes (which also
+    report it in /v1/status). Method: run both parsers; compare with pyproject.toml."""
+    import tomllib
+    from pathlib import Path
+
+    import node
+
+    root = Path(__file__).resolve().parents[2]
+    release = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    for run in (lambda: build_parser().parse_args(["--version"]),
+                lambda: node.main(["--version"])):
+        with pytest.raises(SystemExit) as exc:
+            run()
+        assert exc.value.code == 0
+        assert capsys.readouterr().out.strip() == f"govledger {release}"
