@@ -32,6 +32,38 @@
     if (arg) run(main);
   };
 
+  // The proof bundle of what was just verified, for a verdict that trusts no node: saved
+  // here, it is checked with the genesis file alone (govledger cert verify --offline).
+  function offerBundle(out, certId, agency) {
+    const name = `${certId}.bundle`;
+    out.insertAdjacentHTML("beforeend", `<div class="row" id="bundle-row">
+        <button id="bundle-download">${esc(t("verify.download"))}</button>
+        <span class="muted">${esc(t("verify.offline"))}
+          <code>govledger cert verify ${esc(certId)} --offline --bundle ${esc(name)} --genesis genesis.json${
+            agency ? ` --as-agency ${esc(agency)}` : ""}</code></span>
+        <span class="error" id="bundle-error"></span></div>`);
+    $("#bundle-download", out).onclick = async () => {
+      $("#bundle-error", out).textContent = "";
+      try {
+        const query = agency ? `?agency=${encodeURIComponent(agency)}` : "";
+        const resp = await fetch(`/v1/certs/${encodeURIComponent(certId)}/proof${query}`,
+                                 {headers: {Accept: "application/msgpack"}});
+        if (!resp.ok) {
+          let detail = resp.statusText;
+          try { detail = (await resp.json()).detail || detail; } catch { /* not JSON */ }
+          throw new Error(`${resp.status}: ${detail}`);
+        }
+        const url = URL.createObjectURL(new Blob([await resp.arrayBuffer()], {type: "application/msgpack"}));
+        const a = document.createElement("a");
+        a.href = url; a.download = name;
+        document.body.appendChild(a); a.click(); a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 10000);
+      } catch (e) {
+        $("#bundle-error", out).textContent = `${t("error")}: ${e.message}`;
+      }
+    };
+  }
+
   async function run(main) {
     const out = $("#verdict", main), hist = $("#history", main);
     out.innerHTML = `<p class="muted">${esc(t("loading"))}</p>`; hist.innerHTML = "";
@@ -58,6 +90,7 @@
         <table id="checks"><tbody>${v.checks.map(c => `<tr><td class="check ${c.ok ? "ok" : "bad"}">${esc(names[c.name] || c.name)}</td>
           <td>${esc(c.detail)}</td></tr>`).join("")}</tbody></table>`;
       const certId = v.cert_id || body.id;
+      if (certId && v.status) offerBundle(out, certId, body.agency);
       if (certId) {
         try {
           const rec = await api(`/v1/certs/${encodeURIComponent(certId)}`);

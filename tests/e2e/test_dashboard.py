@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from client.offline import verify_bundle
 from ledger.samples import load_samples
 from tests.e2e.netharness import LocalNet
 
@@ -105,6 +106,17 @@ def test_verify_valid_and_revoked_certificates(demo: LocalNet, page: Any) -> Non
     assert page.locator("#checks tr").count() >= 6
     page.wait_for_selector(".timeline li")
     shot(page, "verify-valid")
+    # The bundle it offers is the one a verdict from the genesis file alone needs.
+    with page.expect_download() as download:
+        page.click("#bundle-download")
+    cert_id = valid["certificate"]["identifier"]
+    assert download.value.suggested_filename == f"{cert_id}.bundle"
+    bundle = Path(download.value.path()).read_bytes()
+    offline = verify_bundle(demo.dir / "genesis.json", bundle, cert_id=cert_id,
+                            agency=_org(demo, "verifier")["uscc"])
+    assert offline.verdict == "VALID", offline
+    assert (f"--offline --bundle {cert_id}.bundle --genesis genesis.json --as-agency "
+            f"{_org(demo, 'verifier')['uscc']}") in page.inner_text("#bundle-row")
     page.goto(demo.url(0) + "/#/verify")
     page.set_input_files("#cert-doc", str(revoked_file))
     page.click("#verify-go")
