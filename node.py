@@ -617,7 +617,7 @@ class Node:
                               client_max_size=self.config.tx_bytes_max * 3 + 4096,
                               handler_args={"max_field_size": reads.HEADER_CHARS_MAX + 256})
         app[api.NODE_KEY] = self
-        logging.getLogger("aiohttp.server").addFilter(api.UNDECODABLE_BODY_LOG)  # once
+        logging.getLogger("aiohttp.server").addFilter(api.CLIENT_FAULT_LOG)  # once
         api.add_routes(app)
         api_gov.add_routes(app)
         for module in app_modules():

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ledger.acl import AccountRecord
@@ -129,26 +130,39 @@ async def read_body(request: web.Request) -> bytes:
                          "transfer encoding)") from None
 
 
-class UndecodableBodyLog(logging.Filter):
-    """For aiohttp's server logger: its "Unhandled exception" over a request body that does
-    not decode as its Content-Encoding says becomes one INFO line.
+class ClientFaultLog(logging.Filter):
+    """For aiohttp's server logger: what it logs at ERROR, with a traceback, about requests
+    that were the client's fault and have been answered becomes one INFO line.
 
-    :func:`read_body` has answered such a request with a 400; aiohttp then drains the rest
-    of the body and logs the same decoding error again, at ERROR with a traceback
-    (aio-libs/aiohttp#1710) — the client's fault, already answered, which an operator
-    would otherwise read as a fault of the node."""
+    - "Error handling request": a request aiohttp's HTTP parser refused (a header line
+      too long, a bad header token, a bad Content-Length, a bad method or URL); it has
+      answered 400 itself.
+    - "Unhandled exception" over a request body that does not decode as its
+      Content-Encoding says: :func:`read_body` answered 400, then aiohttp drained the
+      rest of the body and logged the same decoding error again (aio-libs/aiohttp#1710).
+
+    An operator would read either as a fault of the node; a port scanner or a broken
+    client could fill the log with them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if record.msg == "Unhandled exception" and isinstance(exc, web.RequestPayloadError):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = "dropped the rest of a request body: %s", (
-                " ".join(str(exc).split()),)
-            record.exc_info, record.exc_text = None, None
+            self._one_line(record, "dropped the rest of a request body: %s", exc)
+        elif (record.msg.startswith("Error handling request")
+              and isinstance(exc, BadHttpMessage)):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            self._one_line(record, f"refused a malformed HTTP request from {remote}: %s", exc)
         return True
 
+    @staticmethod
+    def _one_line(record: logging.LogRecord, msg: str, exc: BaseException) -> None:
+        text = exc.message if isinstance(exc, BadHttpMessage) else str(exc)
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = msg, (" ".join(str(text).split())[:300],)
+        record.exc_info, record.exc_text = None, None
 
-UNDECODABLE_BODY_LOG = UndecodableBodyLog()
+
+CLIENT_FAULT_LOG = ClientFaultLog()
 
 
 def _int_arg(request: web.Request, name: str) -> int:

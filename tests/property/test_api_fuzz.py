@@ -92,7 +92,7 @@ class Route:
 class ErrorLog(logging.Handler):
     """Error records from the node (its own loggers and aiohttp's): a 500, a handler bug —
     or aiohttp's traceback over the rest of a body that does not decode, which the node
-    turns into an INFO line (``ledger.api.UndecodableBodyLog``)."""
+    turns into an INFO line (``ledger.api.ClientFaultLog``)."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)

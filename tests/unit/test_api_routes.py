@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -86,6 +87,34 @@ def test_a_body_not_in_its_content_encoding_is_a_400(url: str,
         assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
         assert any(r.getMessage().startswith("dropped the rest of a request body")
                    and r.exc_info is None for r in caplog.records), caplog.records
+
+
+@pytest.mark.parametrize(("raw", "said"), [
+    (b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n",
+     "Got more than"),
+    (b"GET /v1/status HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", "Invalid header token"),
+    (b"POST /v1/tx HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+     "Invalid character in Content-Length"),
+])
+def test_a_request_the_http_parser_refuses_is_one_info_line(
+        url: str, raw: bytes, said: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Goal: a request aiohttp's parser refuses (a header line too long, a bad header, a bad
+    Content-Length) is answered 400 and leaves one INFO line naming the client, not an
+    ERROR with a traceback per request (which a port scanner could fill the log with).
+    Method: raw bytes over a socket; the log records."""
+    host, port = url.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO), socket.create_connection((host, int(port)), 10) as s:
+        s.sendall(raw)
+        answer = s.recv(65536)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("aiohttp" in r.name
+                                                      for r in caplog.records):
+            time.sleep(0.05)
+    assert answer.startswith(b"HTTP/1.0 400 ") and said.encode() in answer, answer[:200]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(lines) == 1 and lines[0].startswith("refused a malformed HTTP request from "
+                                                   "127.0.0.1: ") and said in lines[0], lines
 
 
 @pytest.mark.parametrize("name", ["nope.js", "a" * 300, "vendor", "..%2Fnode.py"])
