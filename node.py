@@ -613,10 +613,13 @@ class Node:
     def build_app(self) -> web.Application:
         # A signed read travels hex-encoded in one header (ledger.reads): allow that header
         # its full length, which is over aiohttp's default limit of 8190 bytes per field.
-        app = web.Application(middlewares=[api.error_middleware],
+        app = web.Application(middlewares=[api.error_middleware, api.read_limit_middleware],
                               client_max_size=self.config.tx_bytes_max * 3 + 4096,
                               handler_args={"max_field_size": reads.HEADER_CHARS_MAX + 256})
         app[api.NODE_KEY] = self
+        if self.config.reads_per_s:
+            app[api.READ_LIMIT_KEY] = api.ReadLimit(self.config.reads_per_s,
+                                                    self.config.read_burst)
         logging.getLogger("aiohttp.server").addFilter(api.CLIENT_FAULT_LOG)  # once
         api.add_routes(app)
         api_gov.add_routes(app)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -30,7 +31,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ledger.acl import AccountRecord
-from ledger.admission import Rejection, parse_tx
+from ledger.admission import Rejection, TokenBuckets, parse_tx
 from ledger.chain import Chain
 from ledger.codec import encode_value, to_json_value, to_value
 from ledger.errors import InputError
@@ -78,6 +79,55 @@ def reply(request: web.Request, value: Any, status: int = 200) -> web.Response:
                             content_type=MSGPACK)
     return web.json_response(to_json_value(value), status=status,
                              dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+class ReadLimit:
+    """A token bucket per client address for queries: every request but a transaction
+    (``POST /v1/tx``, limited per sender key by :mod:`ledger.admission`), the peer link
+    and the dashboard's own files.
+
+    A node's queries and its consensus share one event loop; without a limit one client
+    asking for proof bundles as fast as it can slows the node's votes (bench/RESULTS.md,
+    session 18). Beyond the limit the answer is a 429 with ``Retry-After``; the SDK and
+    the CLI wait and retry. A client that ignores it still costs the node each refusal
+    (parsing the request, a small JSON answer): against a hostile flood a rate-limiting
+    proxy in front is the remedy. Off unless ``[limits] reads_per_s`` is set."""
+
+    def __init__(self, rate_per_s: int, burst: int,
+                 clock_ms: Callable[[], int] | None = None) -> None:
+        self.rate_per_s = rate_per_s
+        self.buckets = TokenBuckets(float(rate_per_s), float(burst or 2 * rate_per_s),
+                                    ADDRESSES_TRACKED_MAX)
+        self.clock_ms = clock_ms or (lambda: int(time.monotonic() * 1000))
+
+    @staticmethod
+    def exempt(request: web.Request) -> bool:
+        path = request.path
+        return ((path == "/v1/tx" and request.method == "POST") or path == "/v1/peer"
+                or path == "/" or path.startswith("/static/"))
+
+    def allows(self, request: web.Request) -> bool:
+        address = (request.remote or "?").encode()
+        return self.exempt(request) or self.buckets.take(address, self.clock_ms())
+
+
+ADDRESSES_TRACKED_MAX = 100_000  # client addresses whose buckets are kept (LRU)
+READ_LIMIT_KEY: web.AppKey[ReadLimit] = web.AppKey("govledger_read_limit", ReadLimit)
+
+
+@web.middleware
+async def read_limit_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    limit = request.app.get(READ_LIMIT_KEY)
+    if limit is not None and not limit.allows(request):
+        request.app[NODE_KEY].count_rejection("rate_limited")
+        resp = error(429, "rate_limited",
+                     f"too many queries from {request.remote}: this node answers at most "
+                     f"{limit.rate_per_s} per second per client address; retry in a second")
+        resp.headers["Retry-After"] = "1"
+        return resp
+    return await handler(request)
 
 
 @web.middleware

@@ -186,6 +186,8 @@ class NodeConfig:
     state_cache_mb: int = STATE_CACHE_MB  # the state tree's node cache (ledger.state)
     write_buffer_mb: int = WRITE_BUFFER_MB  # LevelDB's write buffer (ledger.store)
     pipeline_depth: int = 1  # heights in flight at once (consensus.replica.ReplicaConfig)
+    reads_per_s: int = 0  # queries per client address and second (ledger.api.ReadLimit)
+    read_burst: int = 0  # queries a client address may make at once (0: reads_per_s × 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,8 @@ _SCHEMA: Final[dict[str, dict[str, _Key]]] = {
         "sender_rate_per_s": _Key(int, 200, 1, 1_000_000),
         "sender_burst": _Key(int, 400, 1, 10_000_000),
         "mempool_max": _Key(int, 100_000, 1, 10_000_000),
+        "reads_per_s": _Key(int, 0, 0, 1_000_000),
+        "read_burst": _Key(int, 0, 0, 10_000_000),
     },
     "log": {
         "level": _Key(str, "INFO"),
@@ -377,6 +381,8 @@ def load_node_config(path: str | os.PathLike[str]) -> NodeConfig:
         sender_rate_per_s=_int(values, "limits.sender_rate_per_s"),
         sender_burst=_int(values, "limits.sender_burst"),
         mempool_max=_int(values, "limits.mempool_max"),
+        reads_per_s=_int(values, "limits.reads_per_s"),
+        read_burst=_int(values, "limits.read_burst"),
         log_level=level,
         consortium_key=consortium_key,
         compression=compression,
@@ -409,6 +415,11 @@ tx_bytes_max = {limits["tx_bytes_max"].default}
 sender_rate_per_s = {limits["sender_rate_per_s"].default}  # admission token bucket per sender key
 sender_burst = {limits["sender_burst"].default}
 mempool_max = {limits["mempool_max"].default}
+# Queries (everything but transactions and the peer link) per client address and second;
+# beyond it a 429 with Retry-After. 0: no limit. For a node that many systems query, so
+# that one of them cannot take the event loop from consensus.
+reads_per_s = {limits["reads_per_s"].default}
+read_burst = {limits["read_burst"].default}  # 0: twice reads_per_s
 
 [log]
 level = "INFO"

@@ -16,9 +16,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from ledger.network import init_network
 from tests.unit.node_harness import one_node_network
 
 TIME_MS = 1_767_225_600_000
@@ -156,3 +158,48 @@ def test_status_names_the_release_the_node_runs(url: str) -> None:
     release = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
     status, _, body = call(url, "GET", "/v1/status")
     assert status == 200 and json.loads(body)["version"] == release
+
+
+def test_a_client_over_its_read_budget_waits_and_others_do_not(tmp_path: Path) -> None:
+    """Goal: with ``[limits] reads_per_s`` set, a client address that queries faster gets a
+    429 rate_limited with Retry-After, another address is not affected, the dashboard's
+    files are not counted, and the SDK waits and retries until it is answered (a flood of
+    proof queries at one node had tripled the network's commit latency). Method: a node
+    with reads_per_s = 2, read_burst = 5; requests from 127.0.0.1 and 127.0.0.2."""
+    import http.client
+
+    from client import Backoff, Client
+    from tests.unit.node_harness import NodeThread, free_port
+
+    port = free_port()
+    init_network(tmp_path, 1, with_sample_orgs=True, base_port=port, time_ms=TIME_MS,
+                 chain_id="govledger-reads")
+    toml = tmp_path / "node0" / "node.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("reads_per_s = 0", "reads_per_s = 2").replace(
+        "read_burst = 0", "read_burst = 5"))
+    runner = NodeThread(toml)
+    runner.start()
+
+    def get(path: str, source: str = "127.0.0.1") -> tuple[int, str, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30,
+                                          source_address=(source, 0))
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.headers.get("Retry-After", ""), resp.read()
+        finally:
+            conn.close()
+
+    try:
+        assert [get("/v1/status")[0] for _ in range(5)] == [200] * 5
+        status, retry, body = get("/v1/status")
+        assert (status, retry) == (429, "1")
+        answer = json.loads(body)
+        assert answer["error"] == "rate_limited" and "127.0.0.1" in answer["detail"]
+        assert get("/static/app.js")[0] == 200 and get("/")[0] == 200
+        assert get("/v1/status", "127.0.0.2")[0] == 200
+        client = Client(f"http://127.0.0.1:{port}", retries=6, backoff=Backoff(0.3, 1.5, 1))
+        assert client.status()["node"] == "node0"
+    finally:
+        runner.stop()

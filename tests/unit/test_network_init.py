@@ -114,7 +114,8 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
         'data_dir = "data"', 'consortium_key = "consortium.key"', "[http]",
         'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
-        "mempool_max = 100000", "[log]", 'level = "INFO"', "[storage]",
+        "mempool_max = 100000", "reads_per_s = 0", "read_burst = 0", "[log]",
+        'level = "INFO"', "[storage]",
         'compression = "none"', "state_cache_mb = 256", "write_buffer_mb = 128", "[consensus]",
         "pipeline_depth = 1",
     ]
