@@ -25,6 +25,7 @@ DAY_MS = 24 * 3600 * 1000
 PROPOSE_EXAMPLES = """\
 examples:
   govledger gov propose add_validator name=node4 public_key=04ab… address=10.0.0.5:7700 --key k.pem
+  govledger gov propose remove_validator name=node3 --key k.pem   # or public_key=04…
   govledger gov propose grant_role public_key=04cd… role=auditor name=审计局-张三 \\
       org=11350100MB1F00030Y --key k.pem
   govledger gov propose set_config changes.batch_tx_max=500 --key k.pem
@@ -152,12 +153,32 @@ def _json(text: str, what: str) -> Value:
 # -- commands ---------------------------------------------------------------------------------
 
 
+# Kinds that name a validator by its key, and the parameter that holds it: the CLI also
+# takes name=<its node name> and looks the key up in the node's status.
+VALIDATOR_KEY_PARAM = {"remove_validator": "public_key", "rotate_validator_key": "old_key"}
+
+
+def _validator_by_name(client: Client, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    key_param = VALIDATOR_KEY_PARAM[kind]
+    if "name" not in params or key_param in params:
+        return params
+    keys: dict[str, str] = client.status().get("validator_keys", {})
+    name = params["name"]
+    if name not in keys:
+        raise UsageError(f"{kind}: no validator named {name!r}; the validators are "
+                         f"{', '.join(sorted(keys)) or 'unknown to this node'}")
+    rest = {k: v for k, v in params.items() if k != "name"}
+    return {**rest, key_param: keys[name]}
+
+
 def run_propose(args: argparse.Namespace, ctx: Context) -> int:
     params = parse_params(args.params, args.params_json)
     if not 0 < args.ttl_days <= 90:
         raise UsageError("--ttl-days must be more than 0 and at most 90")
     ttl_ms = max(60_000, int(args.ttl_days * DAY_MS))
     client = ctx.client(need_key=True)
+    if args.kind in VALIDATOR_KEY_PARAM:
+        params = _validator_by_name(client, args.kind, params)
     reply = client.submit(PROPOSE_TX, {"kind": args.kind, "params": params, "ttl_ms": ttl_ms})
     code = tx_outcome(ctx, reply, f"proposal ({args.kind})", extra=lambda d: {
         "proposal_id": d.get("proposal_id"), "proposal_status": d.get("status"),

@@ -20,7 +20,7 @@ import pytest
 from client.cli import UsageError, main
 from client.cmd_gov import parse_params
 from client.sdk import Client, NodeError, request
-from ledger.crypto import load_private_key_file
+from ledger.crypto import get_suite, load_private_key_file
 from ledger.ids import make_uscc
 from ledger.network import SAMPLE_ORGS
 from ledger.reads import HEADER, make_read
@@ -127,6 +127,30 @@ def test_propose_vote_show_until_passed(net: tuple[Path, str, NodeThread], tmp_p
     assert code == 0
     assert any(a["public_key"] == clerk and a["roles"] == ["auditor"]
                for a in account["accounts"])
+
+
+def test_a_validator_is_named_by_its_node_name(net: tuple[Path, str, NodeThread],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: remove_validator and rotate_validator_key take name=<node name> as well as the
+    key (an operator knows "node0", not its 130 hex digits); the CLI sends the key the node's
+    status lists for that name, and an unknown name is a usage error listing the names.
+    Method: propose both by name on this one-validator network: the removal reaches the
+    rule that keeps the last validator, the rotation opens with the right old key."""
+    directory, url, _ = net
+    node0 = request(url + "/v1/status")["validator_keys"]["node0"]
+    code, made = run_json(capsys, url, "gov", "propose", "remove_validator", "name=node0",
+                          "--key", key_of(directory, "sjj"))
+    assert code == 1 and made["reason"] == "remove_validator: the last validator cannot be " \
+                                           "removed", made
+    new_key = get_suite("sm").generate_key().public_key().raw.hex()
+    code, made = run_json(capsys, url, "gov", "propose", "rotate_validator_key", "name=node0",
+                          f"new_key={new_key}", "--key", key_of(directory, "sjj"))
+    assert code == 0 and made["proposal_status"] == "open", made
+    code, shown = run_json(capsys, url, "gov", "show", str(made["proposal_id"]))
+    assert shown["params"] == {"old_key": node0, "new_key": new_key}, shown
+    code, _, err = run(capsys, url, "gov", "propose", "remove_validator", "name=node9",
+                       "--key", key_of(directory, "sjj"))
+    assert code == 2 and "no validator named 'node9'; the validators are node0" in err
 
 
 def test_set_config_reaches_the_running_replica(net: tuple[Path, str, NodeThread],
