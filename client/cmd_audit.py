@@ -11,6 +11,9 @@ Verbs:
   from the genesis file: links, Merkle roots, commit certificates, and the state by
   replaying every transaction; reports the first broken height. Needs no network; stop
   the node first (LevelDB allows one process) or work on a copy of its folder.
+- ``verify-chain --genesis G`` (no ``--data``) — the same checks over the blocks a node
+  serves (``--node``), fetched one by one: an auditor who runs no node verifies the
+  whole ledger trusting the genesis file alone, not the node that served it.
 
 Exit codes: 0 success (verify-chain: intact), 1 refused or broken, 2 usage or connection.
 """
@@ -67,11 +70,16 @@ def add_parser(sub: Any) -> None:
     _json_flag(q)
     q.set_defaults(handler=run_reveal)
 
-    q = aus.add_parser("verify-chain", help="re-verify a node's data folder from genesis",
-                       epilog="Example: govledger audit verify-chain --data "
-                              "govledger-demo/node0/data --genesis govledger-demo/genesis.json")
-    q.add_argument("--data", required=True, metavar="DIR",
-                   help="the node's folder, its data folder, or the LevelDB folder")
+    q = aus.add_parser("verify-chain", help="re-verify the whole chain from genesis: a "
+                                            "node's data folder, or what a node serves",
+                       epilog="Examples: govledger audit verify-chain --data "
+                              "govledger-demo/node0/data --genesis govledger-demo/genesis.json\n"
+                              "  govledger --node http://127.0.0.1:7701 audit verify-chain "
+                              "--genesis govledger-demo/genesis.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--data", metavar="DIR",
+                   help="the node's folder, its data folder, or the LevelDB folder; without "
+                        "it every block is fetched from --node and verified here")
     q.add_argument("--genesis", required=True, metavar="FILE")
     _json_flag(q)
     q.set_defaults(handler=run_verify_chain)
@@ -132,49 +140,125 @@ def run_reveal(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+class NodeBlocks:
+    """The chain as a node serves it (``GET /v1/blocks/H`` in canonical msgpack), a
+    :class:`ledger.chain.BlockSource` for :func:`ledger.chain.verify_blocks`. Nothing in it
+    is trusted: every block is checked against the replay from the genesis file."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.height = -1
+        self.parts: tuple[Any, Any, Any] | None = None
+
+    def head_height(self) -> int:
+        return int(self.client.status()["height"])
+
+    def _fetch(self, height: int) -> tuple[Any, Any, Any] | None:
+        from client.sdk import NodeError
+        from ledger.block import Block, BlockHeader, CommitCertificate, TxResult
+        from ledger.codec import decode_value, from_value
+        from ledger.errors import DecodeError
+        from ledger.tx import Transaction
+
+        if height == self.height:
+            return self.parts
+        try:
+            raw = self.client.get_bytes(f"/v1/blocks/{height}")
+        except NodeError as exc:
+            if exc.status != 404:
+                raise
+            self.height, self.parts = height, None
+            return None
+        value = decode_value(raw)
+        listed = value.get("txs") if isinstance(value, dict) else None
+        if not isinstance(value, dict) or not isinstance(listed, list):
+            raise DecodeError(f"height {height}: the node's answer is not a block")
+        header = from_value(BlockHeader, value.get("header"), f"block {height}.header")
+        txs = [from_value(Transaction, {k: v for k, v in t.items() if k != "tx_id"}
+                          if isinstance(t, dict) else t, f"block {height}.txs")
+               for t in listed]
+        results = from_value(list[TxResult], value.get("results"), f"block {height}.results")
+        cert = value.get("certificate")
+        certificate = None if cert is None else from_value(
+            CommitCertificate, cert, f"block {height}.certificate")
+        self.height, self.parts = height, (Block(header, txs), certificate, results)
+        return self.parts
+
+    def get_block(self, height: int) -> Any:
+        parts = self._fetch(height)
+        return parts and parts[0]
+
+    def get_header(self, height: int) -> Any:
+        parts = self._fetch(height)
+        return parts and parts[0].header
+
+    def get_certificate(self, height: int) -> Any:
+        parts = self._fetch(height)
+        return parts and parts[1]
+
+    def get_results(self, height: int) -> Any:
+        parts = self._fetch(height)
+        return parts and parts[2]
+
+
 def run_verify_chain(args: argparse.Namespace, ctx: Context) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from ledger.chain import verify_chain
+    from ledger.chain import ChainReport, verify_blocks, verify_chain
     from ledger.genesis import load_genesis
     from ledger.store import LevelDBStore
     from node import build_registry
 
-    given = Path(args.data)
-    if not given.is_dir():
-        raise UsageError(f"no such folder: {given}")
-    # The node's folder, its data folder, or the LevelDB folder itself.
-    candidates = [given, given / "ledger", given / "data" / "ledger"]
-    data_dir = next((d for d in candidates if (d / "CURRENT").exists()), None)
-    if data_dir is None:
-        raise UsageError(f"{given} is not a node's data folder (no LevelDB found in it, "
-                         "its ledger/ or its data/ledger/)")
     genesis = load_genesis(args.genesis)
-    try:
-        store = LevelDBStore(str(data_dir), genesis.crypto, check=False)
-    except CorruptionError as exc:
-        raise UsageError(f"{exc} (is the node still running? stop it, or copy the folder)"
-                         ) from None
-    try:
-        with Progress(TextColumn("verifying blocks"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-                      console=ctx.err, disable=ctx.json, transient=True) as progress:
-            task = progress.add_task("verify", total=max(store.head_height(), 1))
+    progress = Progress(TextColumn("verifying blocks"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                        console=ctx.err, disable=ctx.json, transient=True)
+
+    def run(check: Any, head: int) -> ChainReport:
+        with progress:
+            task = progress.add_task("verify", total=max(head, 1))
 
             def step(height: int, head: int) -> None:
                 progress.update(task, completed=height, total=head)
 
-            report = verify_chain(store, genesis, build_registry, progress=step)
-        head = store.head_height()
-    finally:
-        store.close()
+            report: ChainReport = check(step)
+            return report
+
+    if args.data is None:
+        source = NodeBlocks(ctx.client())
+        head = source.head_height()
+        report = run(lambda step: verify_blocks(source, genesis, build_registry, step,
+                                                head)[0], head)
+        where = f"replayed state; blocks as {ctx.client().urls[0]} serves them"
+    else:
+        given = Path(args.data)
+        if not given.is_dir():
+            raise UsageError(f"no such folder: {given}")
+        # The node's folder, its data folder, or the LevelDB folder itself.
+        candidates = [given, given / "ledger", given / "data" / "ledger"]
+        data_dir = next((d for d in candidates if (d / "CURRENT").exists()), None)
+        if data_dir is None:
+            raise UsageError(f"{given} is not a node's data folder (no LevelDB found in it, "
+                             "its ledger/ or its data/ledger/)")
+        try:
+            store = LevelDBStore(str(data_dir), genesis.crypto, check=False)
+        except CorruptionError as exc:
+            raise UsageError(f"{exc} (is the node still running? stop it, or copy the "
+                             "folder)") from None
+        try:
+            head = store.head_height()
+            report = run(lambda step: verify_chain(store, genesis, build_registry,
+                                                   progress=step), head)
+        finally:
+            store.close()
+        where = "replayed state, compared with the stored one"
     data = {"ok": report.ok, "head": head, "checked_height": report.checked_height,
             "broken_height": report.broken_height, "reason": report.reason}
 
     def human() -> None:
         if report.ok:
             ctx.ok(f"chain intact: {head} blocks re-verified from genesis "
-                   "(links, Merkle roots, commit certificates, replayed state)")
+                   f"(links, Merkle roots, commit certificates, {where})")
         else:
             ctx.fail(f"first broken height {report.broken_height}: {report.reason}")
 

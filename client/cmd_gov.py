@@ -25,7 +25,7 @@ DAY_MS = 24 * 3600 * 1000
 PROPOSE_EXAMPLES = """\
 examples:
   govledger gov propose add_validator name=node4 public_key=04ab… address=10.0.0.5:7700 --key k.pem
-  govledger gov propose remove_validator name=node3 --key k.pem   # or public_key=04…
+  govledger gov propose remove_validator name=node3 --key k.pem
   govledger gov propose grant_role public_key=04cd… role=auditor name=审计局-张三 \\
       org=11350100MB1F00030Y --key k.pem
   govledger gov propose set_config changes.batch_tx_max=500 --key k.pem

@@ -33,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import zip_longest
+from typing import Protocol
 
 from ledger.block import (
     Block,
@@ -463,6 +464,17 @@ class ChainReport:
     reason: str
 
 
+class BlockSource(Protocol):
+    """Where :func:`verify_blocks` reads a chain from: a node's store, or a node's HTTP API
+    (``govledger audit verify-chain --node``); nothing it says is trusted."""
+
+    def head_height(self) -> int: ...
+    def get_header(self, height: int) -> BlockHeader | None: ...
+    def get_block(self, height: int) -> Block | None: ...
+    def get_certificate(self, height: int) -> CommitCertificate | None: ...
+    def get_results(self, height: int) -> list[TxResult] | None: ...
+
+
 def verify_chain(
     store: Store,
     genesis: Genesis,
@@ -475,28 +487,43 @@ def verify_chain(
     ``registry_factory`` builds the same handlers the network runs. Reports the
     first broken height, if any, and why.
     """
+    report, replay = verify_blocks(store, genesis, registry_factory, progress)
+    if report.ok:
+        problem = _compare_state(store, replay.store)
+        if problem:
+            return ChainReport(False, report.checked_height, report.checked_height, problem)
+    return report
+
+
+def verify_blocks(
+    source: BlockSource,
+    genesis: Genesis,
+    registry_factory: Callable[[], Registry],
+    progress: Callable[[int, int], None] | None = None,
+    head: int | None = None,
+) -> tuple[ChainReport, Chain]:
+    """:func:`verify_chain`'s replay, up to ``head`` (default: the source's head), over
+    any :class:`BlockSource`: every block's link, Merkle roots, commit certificate
+    (against the validator set the replay itself derives from genesis) and its results
+    and state root, recomputed. Returns the report and the replayed chain."""
     suite = genesis.crypto
-    head = store.head_height()
-    if head < 0:
-        return ChainReport(False, -1, 0, "the store is empty")
     replay = Chain(MemoryStore(suite), genesis, registry_factory())
-    stored0 = store.get_header(0)
-    if stored0 != replay.head():
-        return ChainReport(False, -1, 0, "block 0 does not match the genesis file")
+    head = source.head_height() if head is None else head
+    if head < 0:
+        return ChainReport(False, -1, 0, "the store is empty"), replay
+    if source.get_header(0) != replay.head():
+        return ChainReport(False, -1, 0, "block 0 does not match the genesis file"), replay
     for height in range(1, head + 1):
         try:
-            _verify_height(store, replay, height)
+            _verify_height(source, replay, height)
         except (InputError, CorruptionError) as exc:
-            return ChainReport(False, height - 1, height, str(exc))
+            return ChainReport(False, height - 1, height, str(exc)), replay
         if progress is not None:
             progress(height, head)
-    problem = _compare_state(store, replay.store)
-    if problem:
-        return ChainReport(False, head, head, problem)
-    return ChainReport(True, head, None, "")
+    return ChainReport(True, head, None, ""), replay
 
 
-def _verify_height(store: Store, replay: Chain, height: int) -> None:
+def _verify_height(store: BlockSource, replay: Chain, height: int) -> None:
     suite = replay.suite
     block = store.get_block(height)
     header = store.get_header(height)
