@@ -30,7 +30,7 @@ from fiscal.model import check_flow_id
 from fiscal.payee import open_payee
 from fiscal.rules import RULES
 from ledger.codec import Value
-from ledger.errors import CorruptionError, CryptoError
+from ledger.errors import CorruptionError, CryptoError, InputError
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -242,6 +242,9 @@ def run_verify_chain(args: argparse.Namespace, ctx: Context) -> int:
                              "its ledger/ or its data/ledger/)")
         try:
             store = LevelDBStore(str(data_dir), genesis.crypto, check=False)
+        except InputError as exc:  # the node is running: LevelDB allows one process
+            raise UsageError(f"{exc}; stop the node or copy its folder, or verify the blocks "
+                             "it serves: leave out --data and give --node URL") from None
         except CorruptionError as exc:
             raise UsageError(f"{exc} (is the node still running? stop it, or copy the "
                              "folder)") from None
