@@ -259,6 +259,7 @@ class Node:
         self._timer_deadline: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.failed = False  # the consensus loop stopped on an error: exit non-zero
         self._setup_metrics()
 
     # -- metrics ------------------------------------------------------------------------
@@ -533,8 +534,21 @@ class Node:
                     self._apply(self.replica.flush_gossip())  # idle: no company is coming
             except CorruptionError:
                 log.critical("storage is corrupted; stopping the node", exc_info=True)
-                os.kill(os.getpid(), signal.SIGTERM)
+                self._fail_stop()
                 return
+            except Exception:
+                # A synced write that failed (a full or failing disk) or a bug: the
+                # replica may now be ahead of what is on disk, so it must not go on — and a
+                # node serving HTTP with its consensus dead would look healthy. Stop (exit
+                # 1, for a supervisor to restart it); a restart recovers from the store,
+                # which holds everything acknowledged.
+                log.critical("the consensus loop failed; stopping the node", exc_info=True)
+                self._fail_stop()
+                return
+
+    def _fail_stop(self) -> None:
+        self.failed = True
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def _apply(self, effects: list[Effect]) -> None:
         appends: list[Append] = []  # consecutive appends share one synced write
@@ -801,7 +815,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     tune_gc()
     web.run_app(node.build_app(), sock=listener, print=None,
                 handle_signals=True, shutdown_timeout=5, access_log=None)
-    return 0
+    return 1 if node.failed else 0
 
 
 def listen_socket(host: str, port: int) -> socket.socket:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.netharness import free_base_port
+from client.sdk import NodeError, request
+from tests.e2e.netharness import LocalNet, free_base_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = [sys.executable, str(ROOT / "node.py")]
@@ -77,3 +78,47 @@ def test_up_names_the_node_that_could_not_start(tmp_path: Path) -> None:
     assert (f"3 of 4 nodes are up: http://127.0.0.1:{port}  http://127.0.0.1:{port + 1}  "
             f"http://127.0.0.1:{port + 3}; node2 exited with status 2") in out, out
     assert "Traceback" not in out + rest
+
+
+@pytest.mark.slow
+def test_a_failing_disk_stops_the_node_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Goal: when a synced write fails (a full disk), the node stops with exit status 1 and
+    a CRITICAL line naming the error — it once kept serving HTTP with its consensus task
+    dead, looking healthy to a supervisor — and once restarted on the same store it holds
+    every transaction it acknowledged as committed. Method: a one-validator network whose
+    node runs with votes' synced writes failing after 12; submit with ?wait=commit until it
+    exits; restart it normally and look each acknowledged transaction up."""
+    net = LocalNet(tmp_path / "net", nodes=1)
+    log = tmp_path / "failing.log"
+    with open(log, "wb") as out:
+        failing = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.failing_disk_child",
+             str(tmp_path / "net" / "node0" / "node.toml"), "12"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    acknowledged: list[str] = []
+    try:
+        key = net.org_key()
+        deadline = time.monotonic() + 90
+        while failing.poll() is None and time.monotonic() < deadline:
+            try:
+                reply = net.submit(0, net.anchor_tx(key, "disk"))
+            except (OSError, NodeError):
+                time.sleep(0.2)  # not up yet, or stopping
+                continue
+            if reply.get("status") == "committed":
+                acknowledged.append(reply["tx_id"])
+        assert failing.wait(timeout=60) == 1, log.read_text()[-3000:]
+    finally:
+        if failing.poll() is None:
+            failing.kill()
+            failing.wait()
+    text = log.read_text()
+    assert "CRITICAL" in text and "the consensus loop failed; stopping the node" in text
+    assert "No space left on device" in text
+    assert acknowledged, text[-3000:]
+    net.start_all()
+    try:
+        for tx_id in acknowledged:
+            assert request(f"{net.url(0)}/v1/tx/{tx_id}")["status"] == "committed"
+    finally:
+        net.stop_all()
