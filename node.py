@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import functools
 import gc
 import importlib
 import importlib.util
@@ -42,7 +43,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -516,35 +517,43 @@ class Node:
 
     async def _consensus_loop(self) -> None:
         assert self.inbox is not None
-        self._apply(self.replica.start(now_ms()))
+        if not self._step(self.replica.start):
+            return
         while True:
             kind, data = await self.inbox.get()
             if kind == "stop":
                 return
-            now = now_ms()
-            try:
-                if kind == "msg":
-                    effects = self.replica.receive(data, now)
-                elif kind == "submit":
-                    effects = self.replica.submit(data, now)
-                else:
-                    effects = self.replica.on_timer(now)
-                self._apply(effects)
-                if self.inbox.empty() and self.replica.gossip_out:
-                    self._apply(self.replica.flush_gossip())  # idle: no company is coming
-            except CorruptionError:
-                log.critical("storage is corrupted; stopping the node", exc_info=True)
-                self._fail_stop()
+            if kind == "msg":
+                ok = self._step(functools.partial(self.replica.receive, data))
+            elif kind == "submit":
+                ok = self._step(functools.partial(self.replica.submit, data))
+            else:
+                ok = self._step(self.replica.on_timer)
+            if not ok:
                 return
-            except Exception:
-                # A synced write that failed (a full or failing disk) or a bug: the
-                # replica may now be ahead of what is on disk, so it must not go on — and a
-                # node serving HTTP with its consensus dead would look healthy. Stop (exit
-                # 1, for a supervisor to restart it); a restart recovers from the store,
-                # which holds everything acknowledged.
-                log.critical("the consensus loop failed; stopping the node", exc_info=True)
-                self._fail_stop()
-                return
+
+    def _step(self, call: Callable[[int], list[Effect]]) -> bool:
+        """One input to the replica and its effects carried out; False if the node must
+        stop."""
+        assert self.inbox is not None
+        try:
+            self._apply(call(now_ms()))
+            if self.inbox.empty() and self.replica.gossip_out:
+                self._apply(self.replica.flush_gossip())  # idle: no company is coming
+        except CorruptionError:
+            log.critical("storage is corrupted; stopping the node", exc_info=True)
+            self._fail_stop()
+            return False
+        except Exception:
+            # A synced write that failed (a full or failing disk) or a bug: the replica
+            # may now be ahead of what is on disk, so it must not go on — and a node
+            # serving HTTP with its consensus dead would look healthy. Stop (exit 1, for a
+            # supervisor to restart it); a restart recovers from the store, which holds
+            # everything acknowledged.
+            log.critical("the consensus loop failed; stopping the node", exc_info=True)
+            self._fail_stop()
+            return False
+        return True
 
     def _fail_stop(self) -> None:
         self.failed = True
