@@ -196,19 +196,21 @@ class ClientFaultLog(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.msg == "Unhandled exception" and isinstance(exc, web.RequestPayloadError):
-            self._one_line(record, "dropped the rest of a request body: %s", exc)
-        elif (record.msg.startswith("Error handling request")
-              and isinstance(exc, BadHttpMessage)):
+        msg = record.msg if isinstance(record.msg, str) else ""
+        if msg == "Unhandled exception" and isinstance(exc, web.RequestPayloadError):
+            self._one_line(record, "dropped the rest of a request body: %s", (), exc)
+        elif msg.startswith("Error handling request") and isinstance(exc, BadHttpMessage):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            self._one_line(record, f"refused a malformed HTTP request from {remote}: %s", exc)
+            self._one_line(record, "refused a malformed HTTP request from %s: %s", (remote,),
+                           exc)
         return True
 
     @staticmethod
-    def _one_line(record: logging.LogRecord, msg: str, exc: BaseException) -> None:
+    def _one_line(record: logging.LogRecord, msg: str, args: tuple[object, ...],
+                  exc: BaseException) -> None:
         text = exc.message if isinstance(exc, BadHttpMessage) else str(exc)
         record.levelno, record.levelname = logging.INFO, "INFO"
-        record.msg, record.args = msg, (" ".join(str(text).split())[:300],)
+        record.msg, record.args = msg, (*args, " ".join(str(text).split())[:300])
         record.exc_info, record.exc_text = None, None
 
 
