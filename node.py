@@ -830,9 +830,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def listen_socket(host: str, port: int) -> socket.socket:
     """The node's listening TCP socket (HTTP API and peer WebSocket) on ``host:port``."""
     try:
-        return socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+        # The family of the address the host names (an IPv6 literal such as "::" too).
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        if isinstance(exc, socket.gaierror):  # the host name does not resolve
+            reason = exc.strerror or str(exc)
+        else:  # the errno's own words, without asyncio's "(while attempting to bind …)"
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = ("is another node or program using it? " if exc.errno == errno.EADDRINUSE
                 else "")
         raise InputError(f"cannot listen on {host}:{port}: {reason} ({hint}the address is "

@@ -605,3 +605,26 @@ def test_demo_on_a_folder_of_an_older_version_says_to_start_afresh(
     assert f"rm -r {tmp_path}" in err
     assert older_store_format(data) == 2
     assert not (tmp_path / "node0" / "data" / "ledger").exists()
+
+
+def test_the_listening_socket_follows_the_host_and_names_a_bad_one() -> None:
+    """Goal: [http] host may be an IPv4 or IPv6 address or a name, as aiohttp allowed before
+    the node bound its socket itself; one that does not resolve is an InputError naming it.
+    Method: node.listen_socket on 127.0.0.1, ::1 (where the machine has IPv6) and a name
+    under .invalid."""
+    import socket
+
+    import node
+
+    with node.listen_socket("127.0.0.1", 0) as s4:
+        assert s4.family == socket.AF_INET
+    if socket.has_ipv6:
+        try:
+            s6 = node.listen_socket("::1", 0)
+        except InputError:
+            pass  # IPv6 built in but no ::1 configured here
+        else:
+            with s6:
+                assert s6.family == socket.AF_INET6
+    with pytest.raises(InputError, match=r"cannot listen on no-such-host\.invalid:0: "):
+        node.listen_socket("no-such-host.invalid", 0)
