@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from client.cli import EXIT_OK, EXIT_REJECTED, Context, UsageError
+from client.sdk import Client
 from fiscal.model import check_flow_id
 from fiscal.payee import open_payee
 from fiscal.rules import RULES
@@ -145,7 +146,7 @@ class NodeBlocks:
     :class:`ledger.chain.BlockSource` for :func:`ledger.chain.verify_blocks`. Nothing in it
     is trusted: every block is checked against the replay from the genesis file."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self.height = -1
         self.parts: tuple[Any, Any, Any] | None = None
@@ -229,7 +230,7 @@ def run_verify_chain(args: argparse.Namespace, ctx: Context) -> int:
         head = source.head_height()
         report = run(lambda step: verify_blocks(source, genesis, build_registry, step,
                                                 head)[0], head)
-        where = f"replayed state; blocks as {ctx.client().urls[0]} serves them"
+        where = f"replayed state; blocks as {source.client.urls[0]} serves them"
     else:
         given = Path(args.data)
         if not given.is_dir():

@@ -27,13 +27,13 @@ Signed reads (:mod:`ledger.reads`; each is committed to the ledger as an
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
 from fiscal import queries, rules
 from fiscal.model import (
+    FLOW_ID_RE,
     VOUCHER_RE,
     VOUCHER_RULE,
     check_tag,
@@ -48,7 +48,6 @@ from ledger.errors import InputError
 from ledger.ids import IdentifierError, validate_uscc
 
 DOT = "text/vnd.graphviz"
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _tag(request: web.Request) -> str:
@@ -70,7 +69,7 @@ def _format(request: web.Request) -> str:
 
 
 def _flow_id(text: str, what: str) -> bytes:
-    if not _HEX64.fullmatch(text):
+    if not FLOW_ID_RE.fullmatch(text):
         raise InputError(f"{what} must be 64 hex digits (the transaction id)")
     return bytes.fromhex(text)
 
@@ -207,7 +206,7 @@ async def get_payee_payments(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["payee"]
     limit = _int_query(request, "limit", 500, 1, 5000)
-    if _HEX64.fullmatch(text):
+    if FLOW_ID_RE.fullmatch(text):
         payee = payee_key_for_hash(bytes.fromhex(text))
     else:
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -10,12 +12,18 @@ from aiohttp import web
 from bench.httpload import HttpError, Pool, post_request
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[tuple[str, Pool]]:
+    """``app`` on a free 127.0.0.1 port and a Pool to talk to it: (its URL, the pool)."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    pool = Pool()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", pool
+    finally:
+        pool.close()
+        await runner.cleanup()
 
 
 def test_answers_are_read_by_length_and_connections_reused() -> None:
@@ -36,9 +44,7 @@ def test_answers_are_read_by_length_and_connections_reused() -> None:
     async def scenario() -> None:
         app = web.Application()
         app.router.add_post("/v1/tx", tx)
-        runner, url = await serve(app)
-        pool = Pool()
-        try:
+        async with serving(app) as (url, pool):
             for size in (0, 10, 200_000):
                 data = post_request(url, "/v1/tx?wait=commit", b"x" * size,
                                     "application/msgpack")
@@ -49,9 +55,6 @@ def test_answers_are_read_by_length_and_connections_reused() -> None:
             answers = await asyncio.gather(*(pool.post_json(url, data) for _ in range(5)))
             assert [a[0] for a in answers] == [202] * 5
             assert len(pool.all) == 5  # one request in flight per connection
-        finally:
-            pool.close()
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
@@ -78,9 +81,7 @@ def test_a_lost_connection_or_an_answer_that_is_not_json_is_an_http_error() -> N
         app.router.add_post("/drop", drop)
         app.router.add_post("/text", text)
         app.router.add_post("/ok", ok)
-        runner, url = await serve(app)
-        pool = Pool()
-        try:
+        async with serving(app) as (url, pool):
             with pytest.raises(HttpError, match="connection closed"):
                 await pool.post_json(url, post_request(url, "/drop", b"", "text/plain"))
             with pytest.raises(HttpError, match="not JSON"):
@@ -89,9 +90,6 @@ def test_a_lost_connection_or_an_answer_that_is_not_json_is_an_http_error() -> N
                                                                     "text/plain"))
             assert (status, answer) == (200, {"status": "committed"})
             assert len(pool.all) == 2  # the dropped one was not reused
-        finally:
-            pool.close()
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
