@@ -466,6 +466,8 @@ class Node:
             sigs = [s for cb in msg.blocks for s in certificate_signatures(
                 self.suite, self.genesis.chain_id, cb.block.header, cb.certificate)]
         unseen = [t for t in txs if not self.replica.is_verified(t)]
+        if isinstance(msg, TxGossip):  # late gossip of what we hold or committed: no check
+            unseen = [t for t in unseen if not self.replica.settled(t.tx_id(self.suite))]
         if unseen or sigs:
             asyncio.get_running_loop().create_task(self._verify_then_enqueue(msg, unseen, sigs))
         else:

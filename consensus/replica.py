@@ -625,6 +625,11 @@ class Replica:
         """Whether a transaction is pooled or in a block in flight (not yet executed)."""
         return tx_id in self.mempool or tx_id in self.in_flight
 
+    def settled(self, tx_id: bytes) -> bool:
+        """Pooled, in flight or committed: a copy of it (gossiped late, or replayed) can
+        change nothing, whatever its signature, so nobody need check that."""
+        return self.holds(tx_id) or self.chain.store.get_tx_location(tx_id) is not None
+
     @property
     def pool_size(self) -> int:
         return len(self.mempool) + len(self.in_flight)
@@ -910,6 +915,9 @@ class Replica:
             tx_id = tx.tx_id(self.suite)
             self.mempool.pop(tx_id, None)
             self.in_flight.pop(tx_id, None)
+            # Committed: nothing will need its signature again (a copy is a duplicate),
+            # so the record of checks holds what is pending, not the whole recent history.
+            self.tx_verified.pop(tx_id + tx.sig, None)
         busy = (self.mempool or self.in_flight) and self.is_validator and self.vc_target is None
         self.request_deadline = now_ms + self.vc_timeout if busy else None
         if self.vc_target is None and not self._in_flight_above(height):
@@ -1386,7 +1394,7 @@ class Replica:
     def _on_gossip(self, msg: Message, now_ms: int) -> list[Effect]:
         assert isinstance(msg, TxGossip)
         for tx in msg.txs[: self.config.batch_tx_max]:
-            if self.tx_signature_ok(tx):
+            if not self.settled(tx.tx_id(self.suite)) and self.tx_signature_ok(tx):
                 self._pool(tx, now_ms)
         return []
 

@@ -369,6 +369,41 @@ def test_same_transaction_is_ordered_once() -> None:
     assert net.nodes[0].store.get_tx_location(tx.tx_id(net.suite)) == (1, 0)
 
 
+def test_a_committed_transaction_is_forgotten_by_the_signature_record_and_not_checked_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Goal: once a transaction commits, the record of checked signatures no longer holds it
+    (that record would otherwise keep up to 4 × mempool_max entries on a busy node for
+    nothing), and gossip of it arriving late — or replayed — costs no signature check.
+
+    Method: order a transaction; every replica's record is empty. Count signature checks,
+    then gossip the committed transaction (and a copy with a forged signature) to the
+    primary: no check, nothing pooled. A new transaction gossiped twice is checked once."""
+    net = Net()
+    net.start()
+    tx = net.tx(1)
+    net.order(tx)
+    assert [n.chain.height for n in net.nodes] == [1, 1, 1, 1]
+    assert all(len(n.replica.tx_verified) == 0 for n in net.nodes)
+
+    checks: list[Transaction] = []
+    real = Transaction.signature_ok
+
+    def counted(self: Transaction, suite: object) -> bool:
+        checks.append(self)
+        return real(self, suite)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Transaction, "signature_ok", counted)
+    forged = replace(tx, sig=flip(tx.sig))
+    for copy in (tx, forged):
+        net.receive(0, net.sign(TxGossip([copy], b""), 1))
+    assert checks == [] and len(net.replica(0).mempool) == 0
+
+    fresh = net.tx(2)
+    for sender in (1, 2):
+        net.receive(0, net.sign(TxGossip([fresh], b""), sender))
+    assert checks == [fresh] and list(net.replica(0).mempool) == [fresh.tx_id(net.suite)]
+
+
 # -- 4. view change -------------------------------------------------------------------------------
 
 
