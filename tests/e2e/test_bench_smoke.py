@@ -36,6 +36,9 @@ def test_throughput_quick_reports_its_figures() -> None:
     for key in ("committed_tps", "limit_tps", "p50_ms", "p99_ms", "peak_rss_mb",
                 "cores_50pct", "blocks_per_s_50pct"):
         assert key in figures, key
+    peak, anon = figures["peak_rss_mb"], figures.get("anon_mb_end")
+    assert isinstance(peak, list) and isinstance(anon, list) and len(anon) == len(peak) == 4
+    assert all(0 < a <= p for a, p in zip(anon, peak, strict=True))  # own memory within RSS
     cores = figures["cores_50pct"]
     assert isinstance(cores, dict)
     assert set(cores) == {"nodes", "node_event_loops", "verifier_workers", "load_generator"}
