@@ -66,7 +66,10 @@ for the same view the view-change timer runs; if no NEW-VIEW arrives in time
 the validator asks for the next view and doubles the timeout. Having asked for
 view v, it votes in no view below v again: neither a held pre-prepare nor a
 NEW-VIEW for a lower view is taken (its VIEW-CHANGE already told the others
-what it was prepared at). The new
+what it was prepared at). Leaving a view doubles the request timer's timeout
+(up to the maximum), and a block that commits within a quarter of it halves it
+again, down to the base: blocks that load, not a faulty primary, made slower
+than the base then cost a view change or two, not one per block. The new
 primary, with a quorum of VIEW-CHANGEs, sends NEW-VIEW carrying them and the
 blocks it must re-propose, height by height: a pure function of those messages
 (:func:`consensus.newview.select`) that every backup recomputes.

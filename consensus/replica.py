@@ -220,6 +220,10 @@ class Replica:
         self.request_deadline: int | None = None
         self.vc_deadline: int | None = None
         self.vc_timeout = self.config.view_change_timeout_ms
+        # The request timer's own timeout: doubled each time it expires, so a network whose
+        # blocks take longer than view_change_timeout_ms under load stops changing views
+        # once it waits long enough; halved back when blocks commit well within it.
+        self.request_timeout = self.config.view_change_timeout_ms
         self.retransmit_deadline: int | None = None
         self.status_deadline: int | None = None
         # Transactions waiting to be ordered, oldest first, and those in a block in flight
@@ -596,8 +600,9 @@ class Replica:
         if self.request_deadline is not None and now_ms >= self.request_deadline:
             self.request_deadline = None
             if self.vc_target is None and self.is_validator:
-                log.info("v%d h%d: request timer expired; starting view change", self.view,
-                         self.executed)
+                log.info("v%d h%d: no block committed in %d ms with transactions waiting; "
+                         "starting view change (the next view gets %d ms)", self.view,
+                         self.executed, self.request_timeout, self._backed_off())
                 effects += self._start_view_change(self.view + 1, now_ms)
         if self.retransmit_deadline is not None and now_ms >= self.retransmit_deadline:
             again = self._retransmit()
@@ -643,7 +648,7 @@ class Replica:
             return False
         self.mempool[tx_id] = (tx, now_ms)
         if self.request_deadline is None and self.is_validator:
-            self.request_deadline = now_ms + self.vc_timeout
+            self.request_deadline = now_ms + self.request_timeout
         return True
 
     def _proposal_height(self) -> int | None:
@@ -681,7 +686,7 @@ class Replica:
         # timer is what moves us to the next view. Armed only by pooling, a backup that
         # learnt the block's transactions from the pre-prepare waited for ever.
         if self.request_deadline is None and self.is_validator and self.vc_target is None:
-            self.request_deadline = now_ms + self.vc_timeout
+            self.request_deadline = now_ms + self.request_timeout
         return slot
 
     def _batch_deadline(self) -> int | None:
@@ -918,8 +923,9 @@ class Replica:
             # Committed: nothing will need its signature again (a copy is a duplicate),
             # so the record of checks holds what is pending, not the whole recent history.
             self.tx_verified.pop(tx_id + tx.sig, None)
+        self._relax_request_timeout(now_ms)
         busy = (self.mempool or self.in_flight) and self.is_validator and self.vc_target is None
-        self.request_deadline = now_ms + self.vc_timeout if busy else None
+        self.request_deadline = now_ms + self.request_timeout if busy else None
         if self.vc_target is None and not self._in_flight_above(height):
             self.retransmit_deadline = None  # nothing in flight any more
         self.commit_heights = {k: h for k, h in self.commit_heights.items()
@@ -938,6 +944,27 @@ class Replica:
         effects += self._release(height + 1, now_ms)
         effects += self._check_committed(height + 1, now_ms)
         return effects
+
+    def _backed_off(self) -> int:
+        return min(2 * self.request_timeout, self.config.view_change_timeout_max_ms)
+
+    def _relax_request_timeout(self, now_ms: int) -> None:
+        """A block committed: if it came within a quarter of the request timeout of the
+        timer's start (the previous commit, or the first transaction waiting), halve a
+        timeout that view changes raised (each doubles it). Under load that made blocks
+        slower than the base timeout, they stay slower than a quarter of the raised one,
+        so it holds and views stop churning (PBFT.md: timers that never back off); once
+        blocks are quick again it is back to the base in a few of them. Only leaving a
+        view raises it, so a faulty primary cannot; after load has raised it, one that
+        commits just inside it can keep it there — blocks at most as slow as the raised
+        timeout, under twice the slow blocks' time — where the base would have replaced
+        it sooner."""
+        base = self.config.view_change_timeout_ms  # the chain's settings may have moved
+        timeout = max(base, min(self.request_timeout, self.config.view_change_timeout_max_ms))
+        if (timeout > base and self.request_deadline is not None
+                and 4 * (now_ms - (self.request_deadline - self.request_timeout)) <= timeout):
+            timeout = max(base, timeout // 2)
+        self.request_timeout = timeout
 
     def _in_flight_above(self, height: int) -> bool:
         return any((slot := self.slots.get(h)) is not None and slot.pre_prepare is not None
@@ -1097,6 +1124,10 @@ class Replica:
             return []
         log.info("v%d h%d: view change to %d", self.view, self.executed, new_view)
         self.stats["view_changes"] += 1
+        if self.vc_target is None:
+            # Leaving a view that made no progress in time, by our timer or with f + 1
+            # others: the next view's request timer waits longer (see _relax_request_timeout).
+            self.request_timeout = self._backed_off()
         self.vc_target = new_view
         self.request_deadline = None
         self.vc_deadline = None
@@ -1217,7 +1248,7 @@ class Replica:
             slot.commits = {v: m for v, m in slot.commits.items() if v >= nv.view}
             slot.commit_sent_view = None
         self.catchup_target = max(self.catchup_target, sel.committed)
-        self.request_deadline = now_ms + self.vc_timeout if self.mempool else None
+        self.request_deadline = now_ms + self.request_timeout if self.mempool else None
         self.retransmit_deadline = now_ms + self.config.retransmit_ms
         effects = self.persist({**self._view_record(), K_NEW_VIEW: encode_spliced(nv)})
         if broadcast:

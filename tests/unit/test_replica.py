@@ -832,6 +832,53 @@ def test_view_change_backs_off_exponentially_up_to_the_maximum() -> None:
     assert r0.view == 4 and net.replica(0).vc_target is None and r0.vc_timeout == t
 
 
+def test_request_timer_backs_off_while_blocks_are_slow_and_relaxes_once_they_are_quick(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Goal: a network whose blocks take longer than the request timeout — overloaded, not
+    faulty — changes view once, not at every block: the expiry doubles the request timer,
+    a block that then commits slowly keeps it doubled, and quick blocks bring it back to
+    the base (PBFT.md: "timers that never back off, so views churn forever under load").
+
+    Method: T = 1 s. A request waits 1 s with nothing delivered: the timers of nodes 0 - 2
+    fire (VIEW-CHANGE(1), logged with the time waited) and node 3 joins on their word;
+    view 1 is installed but its pre-prepare is held back 1.5 s. No replica asks for view 2
+    (each waits 2 s now, node 3 too); the block then commits and the timer stays at 2 s.
+    The next block commits at once: the timer is back at 1 s everywhere, so a faulty
+    primary is still replaced after 1 s.
+    """
+    t = 1000
+    net = Net(config=small_config(view_change_timeout_ms=t, view_change_timeout_max_ms=8 * t))
+    net.start()
+    net.order(net.tx(1))
+    net.take(kind(PrePrepare))  # nothing is proposed in view 0 from now on
+    start_with_pending_request(net, 2)
+    net.take(kind(PrePrepare))
+    net.now += t
+    with caplog.at_level(logging.INFO, logger="govledger.consensus"):
+        fired = net.fire_due_timers([0, 1, 2])
+    assert sorted(i for i, e in fired.items() if sent(e, ViewChange)) == [0, 1, 2]
+    assert "no block committed in 1000 ms" in caplog.text and "gets 2000 ms" in caplog.text
+    assert net.replica(3).vc_target is None
+    net.deliver(kind(ViewChange, NewView))
+    assert [net.replica(i).view for i in range(4)] == [1, 1, 1, 1]
+    assert {net.replica(i).request_timeout for i in range(4)} == {2 * t}
+    held = net.take(kind(PrePrepare))
+    assert len(held) == 3  # the new primary's proposal of the waiting request
+
+    net.now += 3 * t // 2
+    for effects in net.fire_due_timers().values():
+        assert sent(effects, ViewChange) == []
+    net.queue += held
+    net.deliver()
+    assert [n.chain.height for n in net.nodes] == [2, 2, 2, 2]
+    assert {net.replica(i).request_timeout for i in range(4)} == {2 * t}
+
+    net.order(net.tx(3))
+    assert [n.chain.height for n in net.nodes] == [3, 3, 3, 3]
+    assert {net.replica(i).request_timeout for i in range(4)} == {t}
+    assert all(net.replica(i).view == 1 for i in range(4))
+
+
 # -- 8. checkpoints and watermarks -----------------------------------------------------------------
 
 
