@@ -401,6 +401,7 @@ def open_loop_point(net: Any, urls: list[str], pids: list[int], txs: list[bytes]
     """``rate`` tx/s offered for ``seconds`` from ``txs``: latency, whether the network kept
     up, the cores each kind of process used and the nodes' CPU per block and per tx."""
     height, cpu, began = net.status(0)["height"], cpu_snapshot(pids), time.monotonic()
+    views = view_changes(net, len(urls))
     lat, failed, span = asyncio.run(open_loop(urls, txs, rate, seconds))
     cpu_end, took = cpu_snapshot(pids), time.monotonic() - began
     blocks = net.status(0)["height"] - height
@@ -417,12 +418,20 @@ def open_loop_point(net: Any, urls: list[str], pids: list[int], txs: list[bytes]
         # at moderate rates the network makes many small blocks, each with a fixed cost.
         "cores": {k: round((cpu_end[k] - cpu[k]) / took, 2) for k in cpu},
         "blocks_per_s": round(blocks / took, 1),
+        # View changes the nodes started during the point (summed over nodes): none is
+        # expected, a primary is never faulty here; load alone must not cause them.
+        "view_changes": view_changes(net, len(urls)) - views,
     }
     if blocks:
         point["node_cpu_ms_per_block"] = round(node_ms / blocks, 1)
     if lat:
         point["node_cpu_ms_per_tx"] = round(node_ms / len(lat), 2)
     return point
+
+
+def view_changes(net: Any, nodes: int) -> int:
+    """View changes started so far, summed over the nodes."""
+    return sum(int(net.status(i)["view_changes"]) for i in range(nodes))
 
 
 def run_fixed(rate: float, seconds: float, nodes: int, suite: str, workload: str = "cert",
@@ -468,7 +477,8 @@ def main_fixed(args: Any) -> int:
               f"committed; p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms; "
               f"{figures['blocks_per_s']} blocks/s; nodes' CPU per block "
               f"{figures.get('node_cpu_ms_per_block', '-')} ms, per tx "
-              f"{figures.get('node_cpu_ms_per_tx', '-')} ms; cores used {figures['cores_used']}")
+              f"{figures.get('node_cpu_ms_per_tx', '-')} ms; cores used {figures['cores_used']}; "
+              f"view changes {figures['view_changes']}")
         print(f"result written to {path}")
     print(json.dumps(figures))
     return 0
@@ -500,7 +510,8 @@ def main(args: Any) -> int:
                   f"p50 {figures[key]} ms, p99 {figures['p99_ms_' + tag]} ms; "
                   f"{figures['blocks_per_s_' + tag]} blocks/s, cores used "
                   f"{figures['cores_' + tag]}, CPU per block of the {figures['nodes']} nodes "
-                  f"{figures.get('node_cpu_ms_per_block_' + tag, '-')} ms")
+                  f"{figures.get('node_cpu_ms_per_block_' + tag, '-')} ms; view changes "
+                  f"{figures['view_changes_' + tag]}")
         if "proof_queries_per_s" in figures:
             print(f"online proof queries (one node, 16 clients): "
                   f"{figures['proof_queries_per_s']}/s, p50 {figures['proof_query_p50_ms']} ms, "

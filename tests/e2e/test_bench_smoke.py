@@ -34,7 +34,7 @@ def _bench(*argv: str) -> dict[str, object]:
 def test_throughput_quick_reports_its_figures() -> None:
     figures = _bench("throughput", "--quick")
     for key in ("committed_tps", "limit_tps", "p50_ms", "p99_ms", "peak_rss_mb",
-                "cores_50pct", "blocks_per_s_50pct"):
+                "cores_50pct", "blocks_per_s_50pct", "view_changes_50pct"):
         assert key in figures, key
     peak, anon = figures["peak_rss_mb"], figures.get("anon_mb_end")
     assert isinstance(peak, list) and isinstance(anon, list) and len(anon) == len(peak) == 4
@@ -61,6 +61,7 @@ def test_throughput_at_a_fixed_rate_reports_one_point() -> None:
         assert float(str(figures[key])) > 0, key
     # A quiet 20 tx/s on a fresh network: all of it commits, at the offered rate.
     assert figures["rate"] == 20.0 and figures["not_committed"] == 0
+    assert figures["view_changes"] == 0  # a quiet load on an honest network: no view change
     assert 10 < float(str(figures["achieved_tps"])) <= 25
     used = figures["cores_used"]
     assert isinstance(used, dict) and set(used) >= {"nodes", "load_generator"}
