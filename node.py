@@ -284,14 +284,15 @@ class Node:
         self.m_dropped = Counter("govledger_dropped_peer_messages",
                                  "Peer messages dropped before consensus", ["reason"], registry=r)
 
-    def _recent_latency_ms(self) -> dict[str, float] | None:
-        """p50 / p90 of submit-to-commit over the last transactions admitted here."""
+    def _recent_latency_ms(self) -> dict[str, int] | None:
+        """p50 / p90 of submit-to-commit over the last transactions admitted here, in whole
+        ms (the canonical msgpack an API client may ask for carries no floats)."""
         if not self.recent_latency:
             return None
         ordered = sorted(self.recent_latency)
 
-        def pick(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+        def pick(q: float) -> int:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
         return {"p50": pick(0.5), "p90": pick(0.9), "samples": len(ordered)}
 

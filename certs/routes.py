@@ -35,7 +35,7 @@ from certs import queries
 from certs.bundle import CertNotFound, build_bundle
 from certs.ids import IdentifierError, parse_cert_id, validate_type_code, validate_uscc
 from certs.verify import parse_as_of, verify_certificate
-from ledger.api import NODE_KEY, error, op, read_body, reply
+from ledger.api import NODE_KEY, error, int_query, op, read_body, reply
 from ledger.errors import InputError
 
 LOOKUP_ROLES = ("issuer", "verifier", "auditor", "finance")
@@ -48,13 +48,6 @@ def _now_ms() -> int:
 
 def _cert_id(request: web.Request) -> str:
     return str(parse_cert_id(request.match_info["cert_id"]))
-
-
-def _limit(request: web.Request, default: int = 50) -> int:
-    text = request.query.get("limit", str(default))
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= queries.LIST_MAX:
-        raise InputError(f"limit must be an integer between 1 and {queries.LIST_MAX}")
-    return int(text)
 
 
 def _no_float(text: str) -> None:
@@ -76,7 +69,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 async def list_recent(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    return reply(request, {"certs": queries.recent(node.chain, _now_ms(), _limit(request))})
+    return reply(request, {"certs": queries.recent(node.chain, _now_ms(),
+                                                int_query(request, "limit", 50, 1,
+                                                          queries.LIST_MAX))})
 
 
 async def list_types(request: web.Request) -> web.Response:
@@ -211,9 +206,10 @@ CERTS_OPENAPI: dict[str, Any] = {
     "/v1/certs/holders/lookup": {"post": op(
         "A natural person's certificates by ID number (signed read by a department; the "
         "number is never stored or logged)", [("X-Govledger-Read", "header")], body=True,
-        statuses=(200, 400, 401, 403, 409, 503))},
+        msgpack_body=False, statuses=(200, 400, 401, 403, 409, 503))},
     "/v1/certs/verify": {"post": op("Verdict for a document or identifier (document|id, "
-                                    "agency, at, bundle)", body=True, statuses=(200, 400))},
+                                    "agency, at, bundle)", body=True, msgpack_body=False,
+                                    statuses=(200, 400))},
     "/v1/certs/{cert_id}": {"get": op("Certificate record and effective status",
                                       [("cert_id", "path")])},
     "/v1/certs/{cert_id}/proof": {"get": op(

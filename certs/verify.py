@@ -44,7 +44,7 @@ ledger says about that identifier.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
 from certs.bundle import CertBundle, Proven, check_bundle, decode_bundle
@@ -104,28 +104,41 @@ def fmt_time(time_ms: int) -> str:
     return datetime.fromtimestamp(time_ms / 1000, CST).strftime("%Y-%m-%d %H:%M:%S CST")
 
 
+# The as-of times a verdict can name: from 1970 (ms 0) to the end of 9999-12-31 in China
+# Standard Time (dates and times outside cannot be shown; they were a 500).
+AS_OF_MAX_MS = cst_midnight_ms(date(9999, 12, 31)) + 86_400_000 - 1
+
+
 def parse_as_of(value: object) -> int:
     """An as-of time in ms UTC from ms, ``YYYY-MM-DD`` (00:00 China Standard Time) or an ISO
-    date-time (China Standard Time unless it names its offset); InputError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
-        return value
-    if isinstance(value, str):
+    date-time (China Standard Time unless it names its offset), from 1970 to 9999;
+    InputError otherwise."""
+    moment_ms: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        moment_ms = value
+    elif isinstance(value, str):
         text = value.strip()
-        if text.isascii() and text.isdigit() and len(text) <= 18:
-            return int(text)
-        try:
-            return cst_midnight_ms(parse_date(text, "as-of date"))
-        except DecodeError:
-            pass
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            pass
+        if text.isascii() and text.isdigit():
+            moment_ms = int(text) if len(text) <= 18 else AS_OF_MAX_MS + 1
         else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=CST)
-            return int(moment.timestamp() * 1000)
-    raise InputError(f"as-of time {value!r}: give YYYY-MM-DD, an ISO date-time or ms since 1970")
+            try:
+                moment_ms = cst_midnight_ms(parse_date(text, "as-of date"))
+            except DecodeError:
+                try:
+                    moment = datetime.fromisoformat(text)
+                except ValueError:
+                    pass
+                else:
+                    if moment.tzinfo is None:
+                        moment = moment.replace(tzinfo=CST)
+                    moment_ms = int(moment.timestamp() * 1000)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    if moment_ms is None:
+        raise InputError(f"as-of time {shown}: give YYYY-MM-DD, an ISO date-time or ms "
+                         "since 1970")
+    if not 0 <= moment_ms <= AS_OF_MAX_MS:
+        raise InputError(f"as-of time {shown} is out of range (1970 to 9999)")
+    return moment_ms
 
 
 def verify_certificate(

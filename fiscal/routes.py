@@ -43,7 +43,7 @@ from fiscal.model import (
 )
 from ledger import acl
 from ledger.admission import Rejection
-from ledger.api import NODE_KEY, error, op, reply
+from ledger.api import NODE_KEY, error, int_query, op, reply
 from ledger.errors import InputError
 from ledger.ids import IdentifierError, validate_uscc
 
@@ -52,13 +52,6 @@ DOT = "text/vnd.graphviz"
 
 def _tag(request: web.Request) -> str:
     return check_tag(request.match_info["tag"])
-
-
-def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name, str(default))
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise InputError(f"{name} must be an integer between {low} and {high}")
-    return int(text)
 
 
 def _format(request: web.Request) -> str:
@@ -87,7 +80,7 @@ def _forbidden(detail: str) -> Rejection:
 
 async def list_funds(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    limit = _int_query(request, "limit", 50, 1, 500)
+    limit = int_query(request, "limit", 50, 1, 500)
     return reply(request, {"funds": queries.root_funds(node.chain.store, limit)})
 
 
@@ -205,7 +198,7 @@ async def get_payment(request: web.Request) -> web.Response:
 async def get_payee_payments(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["payee"]
-    limit = _int_query(request, "limit", 500, 1, 5000)
+    limit = int_query(request, "limit", 500, 1, 5000)
     if FLOW_ID_RE.fullmatch(text):
         payee = payee_key_for_hash(bytes.fromhex(text))
     else:
@@ -223,8 +216,8 @@ async def get_alerts(request: web.Request) -> web.Response:
     rule = request.query.get("rule")
     if rule is not None and rule not in rules.RULES:
         raise InputError(f"rule must be one of {', '.join(rules.RULES)}")
-    limit = _int_query(request, "limit", 100, 1, 1000)
-    before = (_int_query(request, "before", 1, 1, 2**62) if "before" in request.query
+    limit = int_query(request, "limit", 100, 1, 1000)
+    before = (int_query(request, "before", 1, 1, 2**62) if "before" in request.query
               else None)
     account = await node.authorize_read(request, ("auditor", "finance"))
     org = None if "auditor" in account.roles else account.org
@@ -233,19 +226,19 @@ async def get_alerts(request: web.Request) -> web.Response:
 
 # -- plug-in surface ------------------------------------------------------------------------------
 
-SIGNED = (200, 400, 401, 403, 404, 409)
+SIGNED = (200, 400, 401, 403, 404, 409, 503)  # 503: a node that is no validator
 OPENAPI: dict[str, Any] = {
     "/v1/funds": {"get": op("Most recent appropriations (root funds)", [("limit", "query")],
                             statuses=(200, 400))},
     "/v1/funds/{tag}": {"get": op("One fund: sums in fen and balance", [("tag", "path")])},
     "/v1/funds/{tag}/balance": {"get": op(
         "Balance sheet of the fund's subtree (JSON, or Graphviz with format=dot)",
-        [("tag", "path"), ("format", "query")])},
+        [("tag", "path"), ("format", "query")], also=(DOT,))},
     "/v1/funds/{tag}/trail": {"get": op(
         "Forward trail, or backward trail of one payment (signed read: auditor, or the "
         "holding organisation's finance officers; logged)",
         [("tag", "path"), ("backward", "query"), ("format", "query"),
-         ("X-Govledger-Read", "header")], statuses=SIGNED)},
+         ("X-Govledger-Read", "header")], statuses=SIGNED, also=(DOT,))},
     "/v1/payments/{payment_id}": {"get": op(
         "One payment with the payee data sealed to the audit office (signed read)",
         [("payment_id", "path"), ("X-Govledger-Read", "header")], statuses=SIGNED)},

@@ -75,8 +75,13 @@ def error(status: int, code: str, detail: str) -> web.Response:
 def reply(request: web.Request, value: Any, status: int = 200) -> web.Response:
     """JSON (bytes as hex) by default; canonical msgpack when the client asks for it."""
     if MSGPACK in request.headers.get("Accept", ""):
-        return web.Response(body=encode_value(to_value(value)), status=status,
-                            content_type=MSGPACK)
+        try:
+            body = encode_value(to_value(value))
+        except InputError:  # the node's own answer (a float, say): its fault, not the client's
+            log.exception("the answer to %s %s does not encode as msgpack", request.method,
+                          request.path)
+            return error(500, "internal", "internal error; the node operator has the details")
+        return web.Response(body=body, status=status, content_type=MSGPACK)
     return web.json_response(to_json_value(value), status=status,
                              dumps=lambda v: json.dumps(v, ensure_ascii=False))
 
@@ -147,7 +152,10 @@ async def error_middleware(
         if exc.status >= 400:
             code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
                 exc.status, "http_error")
-            return error(exc.status, code, exc.reason)
+            resp = error(exc.status, code, exc.reason)
+            if "Allow" in exc.headers:  # a 405 names the methods the path takes (RFC 9110)
+                resp.headers["Allow"] = exc.headers["Allow"]
+            return resp
         raise
     except Exception:
         log.exception("internal error serving %s %s", request.method, request.path)
@@ -167,9 +175,13 @@ def _hex_arg(request: web.Request, name: str, length: int | None = None) -> byte
 
 async def read_body(request: web.Request) -> bytes:
     """The request body as sent; InputError if it cannot be read: not in the Content-Encoding
-    it declares, or cut short. (Too large a body is aiohttp's 413.)"""
+    it declares, cut short, or the client gone before sending all of it (an answer nobody
+    reads, but no traceback in the node's log either). (Too large a body is aiohttp's 413.)"""
     try:
         return await request.read()
+    except ConnectionResetError:
+        raise InputError("the connection closed before the whole request body arrived"
+                         ) from None
     except web.RequestPayloadError:
         encoding = request.headers.get("Content-Encoding")
         if encoding:
@@ -215,6 +227,20 @@ class ClientFaultLog(logging.Filter):
 
 
 CLIENT_FAULT_LOG = ClientFaultLog()
+
+
+def int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``name`` as an integer from ``low`` to ``high`` (``default`` when it is
+    absent). Anything else is the client's error — however many digits it has (Python
+    refuses to convert more than 4,300, which was a 500)."""
+    text = request.query.get(name)
+    if text is None:
+        return default
+    digits = text.lstrip("0") or "0"
+    if (not (text.isascii() and text.isdigit()) or len(digits) > len(str(high))
+            or not low <= int(digits) <= high):
+        raise InputError(f"{name} must be an integer between {low} and {high}")
+    return int(digits)
 
 
 def _int_arg(request: web.Request, name: str) -> int:
@@ -311,12 +337,21 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = False,
-        statuses: tuple[int, ...] = (200, 400, 404)) -> dict[str, Any]:
+        statuses: tuple[int, ...] = (200, 400, 404), msgpack_body: bool = True,
+        also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One operation of the OpenAPI document. Every answer can come as msgpack (``Accept``)
+    and ``also`` in the media types named; every route can answer 429 (``[limits]
+    reads_per_s``) and a route taking a body 413 (larger than the node takes). A body is
+    JSON, or with ``msgpack_body`` also canonical msgpack."""
     op: dict[str, Any] = {"summary": summary, "responses": {}}
-    for status in statuses:
+    extra = (429, 413) if body else (429,)
+    for status in sorted(set(statuses) | set(extra)):
         if status < 300:
-            op["responses"][str(status)] = {"description": "OK",
-                                            "content": {"application/json": {}}}
+            content: dict[str, Any] = {"application/json": {},
+                                       MSGPACK: {"schema": {"type": "string",
+                                                            "format": "binary"}}}
+            content.update({media: {"schema": {"type": "string"}} for media in also})
+            op["responses"][str(status)] = {"description": "OK", "content": content}
         else:
             op["responses"][str(status)] = {
                 "description": "error",
@@ -326,9 +361,10 @@ def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = F
         op["parameters"] = [{"name": n, "in": where, "required": where == "path",
                              "schema": {"type": "string"}} for n, where in params]
     if body:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"type": "object"}},
-            MSGPACK: {"schema": {"type": "string", "format": "binary"}}}}
+        media: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+        if msgpack_body:
+            media[MSGPACK] = {"schema": {"type": "string", "format": "binary"}}
+        op["requestBody"] = {"required": True, "content": media}
     return op
 
 

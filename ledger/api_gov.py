@@ -14,17 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from ledger import acl, governance
-from ledger.api import NODE_KEY, error, op, reply
+from ledger.api import NODE_KEY, error, int_query, op, reply
 from ledger.codec import decode_value
 from ledger.errors import InputError
 from ledger.reads import INDEX_PREFIX
 
 
-def _limit(request: web.Request, default: int = 50, most: int = 500) -> int:
-    text = request.query.get("limit", str(default))
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
-        raise InputError(f"limit must be an integer between 1 and {most}")
-    return int(text)
+def _limit(request: web.Request) -> int:
+    return int_query(request, "limit", 50, 1, 500)
 
 
 def _proposal_view(node: Any, proposal: dict[str, Any], members: list[bytes]
@@ -89,9 +86,10 @@ async def list_orgs(request: web.Request) -> web.Response:
 
 async def get_org(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    uscc = request.match_info["uscc"].upper()
-    if len(uscc) != 18 or not uscc.isalnum():
+    uscc = request.match_info["uscc"]
+    if len(uscc) != 18 or not (uscc.isascii() and uscc.isalnum()):  # before upper(): ß is SS
         raise InputError("a USCC has 18 letters and digits")
+    uscc = uscc.upper()
     record = acl.get_org(node.chain.state_get, uscc)
     if record is None:
         return error(404, "not_found", f"no organisation {uscc} is registered")

@@ -314,7 +314,7 @@ def _setting(name: str, value: Value) -> Value:
         settable = ", ".join(sorted(settable_config()))
         raise TxRejected(f"unknown setting {name!r}; settable: {settable}")
     if isinstance(rule, tuple):
-        if isinstance(value, str) and value.isascii() and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
             value = int(value)
         low, high = rule
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:

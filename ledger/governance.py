@@ -95,7 +95,7 @@ def proposal_key(number: int) -> bytes:
 
 def positive_int(value: Value) -> Value:
     """The default check of an application setting: a positive integer."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise TxRejected("must be a positive integer")
@@ -261,8 +261,9 @@ def vote(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
     _no_other_fields(payload, {"proposal_id", "approve"})
     number, approve = payload.get("proposal_id"), payload.get("approve")
-    if isinstance(number, bool) or not isinstance(number, int) or not isinstance(approve, bool):
-        raise TxRejected("payload needs proposal_id (integer) and approve (boolean)")
+    if (isinstance(number, bool) or not isinstance(number, int) or number < 1
+            or not isinstance(approve, bool)):
+        raise TxRejected("payload needs proposal_id (a positive integer) and approve (boolean)")
     proposal = get_proposal(ctx.state.get, number)
     if proposal is None:
         raise TxRejected(f"no proposal {number}")

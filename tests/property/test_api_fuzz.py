@@ -439,11 +439,14 @@ def plain_value(served: Served, name: str) -> st.SearchStrategy[str]:
 
 @st.composite
 def numerals(draw: st.DrawFn) -> str:
-    """A number as a client might mistype it: huge, negative, with a fraction or exponent,
-    padded, or in digits of another script (which str.isdigit() accepts)."""
+    """A number as a client might mistype it: huge (beyond the 4,300 digits Python's int()
+    converts), negative, with a fraction or exponent, padded, or in digits of another
+    script (which str.isdigit() accepts)."""
     text = str(draw(st.one_of(st.integers(0, 1000), st.integers(-(2**70), 2**70))))
     form = draw(st.sampled_from(["ascii", "fullwidth", "arabic", "superscript", "plus",
-                                 "fraction", "exponent", "pad"]))
+                                 "fraction", "exponent", "pad", "long"]))
+    if form == "long":
+        return "1" * draw(st.sampled_from([4300, 4301, 9000]))
     digits = {"fullwidth": "０１２３４５６７８９", "arabic": "٠١٢٣٤٥٦٧٨٩",
               "superscript": "⁰¹²³⁴⁵⁶⁷⁸⁹"}
     if form in digits:
@@ -483,7 +486,8 @@ def query_string(served: Served, route: Route) -> st.SearchStrategy[str]:
 JSON_SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.sampled_from([2**63, 2**64, -(2**63) - 1, 10**30]),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30),
-    st.sampled_from(["", "00", "1.2.156.", "2026-01-01", "9" * 30]),
+    st.sampled_from(["", "00", "1.2.156.", "2026-01-01", "9" * 30, "1" * 4301, "0001-01-01",
+                     "9999-12-31T23:59:59-14:00"]),
     st.integers(1000, 300_000).map(lambda n: "a" * n))
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),

@@ -54,6 +54,7 @@ def call(url: str, method: str, path: str, body: bytes | None = None,
     ("/v1/alerts?before=%C2%B2", "before must be an integer between 1 and"),
     (f"/v1/payees/{AUDIT}/payments?limit=%C2%B2", "limit must be an integer between 1 and"),
     ("/v1/fiscal/totals?by=region&prefix=%C2%B2", "prefix must be up to 9 digits"),
+    ("/v1/orgs/" + "%C3%9F" * 9, "a USCC has 18 letters and digits"),  # "ß".upper() == "SS"
 ])
 def test_digits_of_other_scripts_are_not_numbers(url: str, path: str, detail: str) -> None:
     """Goal: a number in a path or query is ASCII digits; a digit of another script is a
@@ -203,3 +204,88 @@ def test_a_client_over_its_read_budget_waits_and_others_do_not(tmp_path: Path) -
         assert client.status()["node"] == "node0"
     finally:
         runner.stop()
+
+
+LONG = "1" * 4301  # more digits than Python's int() converts (it raises ValueError)
+
+
+@pytest.mark.parametrize(("path", "detail"), [
+    (f"/v1/certs?limit={LONG}", "limit must be an integer between 1 and"),
+    (f"/v1/gov/proposals?limit={LONG}", "limit must be an integer between 1 and 500"),
+    (f"/v1/access-log?limit={LONG}", "limit must be an integer between 1 and 500"),
+    (f"/v1/funds?limit={LONG}", "limit must be an integer between 1 and 500"),
+    (f"/v1/alerts?limit={LONG}", "limit must be an integer between 1 and 1000"),
+    (f"/v1/alerts?before={LONG}", "before must be an integer between 1 and"),
+    (f"/v1/payees/{AUDIT}/payments?limit={LONG}", "limit must be an integer between 1 and"),
+    (f"/v1/funds?limit=000{'0' * 4300}7", ""),  # leading zeros: still the number 7
+])
+def test_numbers_of_any_length_are_judged_not_converted_blindly(url: str, path: str,
+                                                               detail: str) -> None:
+    """Goal: a query number of thousands of digits is a 400 naming the parameter (it was a
+    500: int() refuses strings over 4,300 digits, and the routes converted before checking
+    the range); zeros in front do not make a small number large. Method: one request per
+    parameter the fuzzing helper found."""
+    status, content_type, body = call(url, "GET", path)
+    if not detail:
+        assert status == 200, body
+        return
+    assert status == 400 and content_type.startswith("application/json"), body
+    assert json.loads(body)["detail"].startswith(detail), body
+
+
+@pytest.mark.parametrize("at", ["0001-01-01", "9999-12-31T23:59:59-14:00", "999999999999999999",
+                                999999999999999999])
+def test_an_as_of_time_no_verdict_can_show_is_a_400(url: str, at: object) -> None:
+    """Goal: POST /v1/certs/verify with an "at" before 1970 or after 9999 is a 400 saying so
+    (it was a 500 when the verdict's dates were written). Method: one request each."""
+    body = json.dumps({"id": "1.2.156.3005.2.11100000MB1F000067001.11350100MB1F000149."
+                             "DEMOF45817B7.002.5", "at": at}).encode()
+    status, content_type, answer = call(url, "POST", "/v1/certs/verify", body,
+                                        {"Content-Type": "application/json"})
+    assert status == 400 and content_type.startswith("application/json"), answer
+    assert "out of range (1970 to 9999)" in json.loads(answer)["detail"], answer
+
+
+def test_status_in_msgpack_once_the_node_has_measured_commit_latency(
+        tmp_path: Path) -> None:
+    """Goal: /v1/status answers in msgpack when asked, also once it reports commit latency
+    (it was a 400 blaming the client: the latency figures were floats, which the canonical
+    encoding refuses). Method: a node that has timed two commits; GET with Accept msgpack."""
+    from ledger.codec import decode_value
+
+    with one_node_network(tmp_path, "govledger-status", TIME_MS) as (url, runner):
+        runner.node.recent_latency.extend([12.34, 56.78])
+        status, content_type, body = call(url, "GET", "/v1/status",
+                                          headers={"Accept": "application/msgpack"})
+        assert status == 200 and content_type == "application/msgpack", body
+        latency = decode_value(body)["commit_latency_ms"]  # type: ignore[index]
+        assert latency == {"p50": 57, "p90": 57, "samples": 2}
+
+
+def test_a_method_the_path_does_not_take_is_a_405_naming_those_it_does(url: str) -> None:
+    """Goal: a 405 carries Allow (RFC 9110), so a client learns the methods the path takes;
+    the JSON error replaced aiohttp's answer and dropped it. Method: PUT /v1/status."""
+    req = urllib.request.Request(url + "/v1/status", data=b"", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(req, timeout=30)
+    assert raised.value.code == 405 and "GET" in raised.value.headers.get("Allow", "")
+    assert json.loads(raised.value.read())["error"] == "method_not_allowed"
+
+
+def test_a_client_gone_before_its_body_arrived_leaves_no_error_in_the_log(
+        url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Goal: a client that closes its connection halfway through a request body is not the
+    node's fault: no ERROR and no traceback in the node's log (any client could fill the
+    log so). Method: announce 100 bytes of transaction, send one, close; then the node
+    still answers."""
+    host, port = url.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO):
+        for path in ("/v1/tx", "/v1/certs/verify"):
+            with socket.create_connection((host, int(port)), 10) as s:
+                s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/"
+                          f"msgpack\r\nContent-Length: 100\r\n\r\n\x80".encode())
+                time.sleep(0.2)
+        time.sleep(0.5)
+        assert call(url, "GET", "/v1/status")[0] == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+

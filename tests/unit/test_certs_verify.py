@@ -393,3 +393,9 @@ def test_parse_as_of() -> None:
     for bad in ("yesterday", "2026-02-30", None, -1, True):
         with pytest.raises(InputError):
             parse_as_of(bad)
+    # Instants no verdict can show are refused, not a 500 when the verdict is written.
+    assert parse_as_of("9999-12-31") > T0
+    for far in ("0001-01-01", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                "999999999999999999", 999999999999999999, 2**70, "1" * 5000):
+        with pytest.raises(InputError, match="out of range"):
+            parse_as_of(far)

@@ -220,7 +220,12 @@ def test_unauthorised_governance_actions_fail_with_reasons() -> None:
          "sender is not a member of the committee"),
         ("m1", governance.VOTE_TX, {"proposal_id": 99, "approve": True}, "no proposal 99"),
         ("m1", governance.VOTE_TX, {"proposal_id": number, "approve": "yes"},
-         "payload needs proposal_id (integer) and approve (boolean)"),
+         "payload needs proposal_id (a positive integer) and approve (boolean)"),
+        # A negative id was a handler error with a traceback on every node (struct.pack).
+        ("m1", governance.VOTE_TX, {"proposal_id": -1, "approve": True},
+         "payload needs proposal_id (a positive integer) and approve (boolean)"),
+        ("m1", governance.VOTE_TX, {"proposal_id": -(2**63), "approve": True},
+         "payload needs proposal_id (a positive integer) and approve (boolean)"),
         ("m1", governance.VOTE_TX, {"proposal_id": number, "approve": True, "x": 1},
          "unknown payload field(s): x"),
         ("m1", governance.PROPOSE_TX, {"kind": "make_me_king", "params": {}},
@@ -270,6 +275,8 @@ BAD_PARAMS: list[tuple[str, dict[str, Value], str]] = [
                                                      "from 1 to 100000"),
     ("set_config", {"changes": {"batch_tx_max": "\u0661\u0662"}},
      "setting batch_tx_max must be an integer from 1 to 100000"),  # Arabic-Indic 12
+    ("set_config", {"changes": {"batch_tx_max": "1" * 5000}},  # more than int() converts
+     "setting batch_tx_max must be an integer from 1 to 100000"),
     ("set_config", {"changes": {"colour": 1}}, "unknown setting 'colour'; settable:"),
     ("set_config", {"changes": {}}, "params.changes must be a non-empty map"),
     ("register_org", {"uscc": "91350100M000100Y44", "name": "x", "kind": "department",
