@@ -446,7 +446,7 @@ def numerals(draw: st.DrawFn) -> str:
     form = draw(st.sampled_from(["ascii", "fullwidth", "arabic", "superscript", "plus",
                                  "fraction", "exponent", "pad", "long"]))
     if form == "long":
-        return "1" * draw(st.sampled_from([4300, 4301, 9000]))
+        return "1" * draw(st.sampled_from([4300, 4301, 6000]))  # one fits a request line
     digits = {"fullwidth": "０１２３４５６７８９", "arabic": "٠١٢٣٤٥٦٧٨٩",
               "superscript": "⁰¹²³⁴⁵⁶⁷⁸⁹"}
     if form in digits:
@@ -649,8 +649,10 @@ def requests(draw: st.DrawFn, served: Served) -> Request:
     for name in route.params:
         path = path.replace("{" + name + "}", draw(text_value(served, name)), 1)
     method = route.method if draw(st.integers(0, 7)) else draw(st.sampled_from(OTHER_METHODS))
-    req = Request(method, route.template, path, draw(query_string(served, route)),
-                  draw(headers()),
+    query = draw(query_string(served, route))
+    if len(path) + len(query) > 7000:  # long numbers: keep below aiohttp's 8190-byte line
+        query = ""
+    req = Request(method, route.template, path, query, draw(headers()),
                   draw(body(served, route)) if route.method != "GET" or draw(st.booleans())
                   else None)
     req.gzip = draw(st.integers(0, 7)) == 0
