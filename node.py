@@ -253,6 +253,7 @@ class Node:
         self.waiters: dict[bytes, list[asyncio.Future[dict[str, Any]]]] = {}
         self.submitted_at: OrderedDict[bytes, float] = OrderedDict()
         self.recent_latency: deque[float] = deque(maxlen=500)
+        self.admitting = 0  # submissions past the queue check, their signature being checked
         self.openapi_paths: dict[str, Any] = {**api.LEDGER_OPENAPI, **api_gov.GOV_OPENAPI}
         for app in app_modules():
             self.openapi_paths.update(app.OPENAPI)
@@ -337,6 +338,25 @@ class Node:
             "version": VERSION,
         }
 
+    def admit_max(self) -> int:
+        """How many transactions may wait to be ordered before this node refuses new ones
+        (503 busy): two blocks' worth, enough to fill the next block while one is in flight
+        and to shed an overload in seconds, not minutes; at most half the pool, whose other
+        half takes what the other nodes admitted."""
+        return max(1, min(self.config.mempool_max // 2, 2 * self.replica.config.batch_tx_max))
+
+    def check_capacity(self) -> None:
+        """Refuse a new transaction (503 busy, Retry-After) while ``admit_max`` wait here:
+        before decoding it and checking its signature, which is what an overloaded network
+        can least spare (each transaction admitted costs every node one). Taking all that
+        came until the pool was full left the nodes verifying transactions instead of
+        ordering them: 900 tx/s offered where ~500 commit, 8 - 30 committed per second and
+        a view change every few seconds (bench/RESULTS.md, session 19)."""
+        waiting = len(self.replica.mempool) + self.admitting
+        if waiting >= self.admit_max():
+            raise Rejection(503, "busy", f"{waiting} transactions are waiting to be ordered "
+                                         "here; retry in a second", retry_after_s=1)
+
     async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]:
         if self._stopping or self.inbox is None:
             raise Rejection(503, "unavailable", "the node is shutting down")
@@ -346,9 +366,14 @@ class Node:
             tx, tx_id, now_ms(), self.chain.state_get,
             executed=lambda i: self.store.get_tx_location(i) is not None,
             pending=lambda i: self.replica.holds(i) or i in self.submitted_at)
-        if not await self._signature_ok(tx):
-            raise Rejection(401, "bad_signature",
-                            "the signature does not verify for the sender key")
+        self.check_capacity()
+        self.admitting += 1
+        try:
+            if not await self._signature_ok(tx):
+                raise Rejection(401, "bad_signature",
+                                "the signature does not verify for the sender key")
+        finally:
+            self.admitting -= 1
         self.replica.note_verified(tx)  # so proposing or re-executing it does not check again
         future: asyncio.Future[dict[str, Any]] | None = None
         if wait:
@@ -467,8 +492,10 @@ class Node:
             sigs = [s for cb in msg.blocks for s in certificate_signatures(
                 self.suite, self.genesis.chain_id, cb.block.header, cb.certificate)]
         unseen = [t for t in txs if not self.replica.is_verified(t)]
-        if isinstance(msg, TxGossip):  # late gossip of what we hold or committed: no check
-            unseen = [t for t in unseen if not self.replica.settled(t.tx_id(self.suite))]
+        if isinstance(msg, TxGossip):  # late gossip of what we hold or committed: no check,
+            # nor of what a full pool would drop (the replica drops it unchecked)
+            unseen = [] if self.replica.pool_full() else [
+                t for t in unseen if not self.replica.settled(t.tx_id(self.suite))]
         if unseen or sigs:
             asyncio.get_running_loop().create_task(self._verify_then_enqueue(msg, unseen, sigs))
         else:

@@ -113,7 +113,7 @@ COMMIT_LEAD = PREPARED_MAX
 class ReplicaConfig:
     checkpoint_interval: int = 16
     watermark_window: int = 64
-    batch_tx_max: int = 2000
+    batch_tx_max: int = 500
     batch_bytes_max: int = 4 * 1024 * 1024
     batch_timeout_ms: int = 10
     view_change_timeout_ms: int = 4000
@@ -124,7 +124,7 @@ class ReplicaConfig:
     status_interval_ms: int = 5000
     fetch_timeout_ms: int = 2000
     fetch_blocks_max: int = 64
-    mempool_max: int = 100_000
+    mempool_max: int = 10_000
     # Heights in flight at once: with 2 or more the primary proposes height n + 1 as soon
     # as it is prepared at n; 1 waits for n to commit. Local (node.toml), not on the chain:
     # replicas with different depths interoperate (a backup holds a pre-prepare it may not
@@ -238,7 +238,8 @@ class Replica:
         self.sigs_verified: OrderedDict[tuple[bytes, str, bytes, bytes], None] = OrderedDict()
         # pipelined: pre-prepares taken while the height below was still in flight.
         self.stats: dict[str, int] = {"view_changes": 0, "dropped": 0, "blocks_fetched": 0,
-                                      "pipelined": 0}
+                                      "pipelined": 0, "dropped_txs": 0}
+        self._full_warned = False
         self.last_cert: CommitCertificate | None = (
             chain.store.get_certificate(self.executed) if self.executed > 0 else None
         )
@@ -639,12 +640,21 @@ class Replica:
     def pool_size(self) -> int:
         return len(self.mempool) + len(self.in_flight)
 
+    def pool_full(self) -> bool:
+        """Whether the pool takes no more transactions (warned once per time it fills)."""
+        full = self.pool_size >= self.config.mempool_max
+        if full and not self._full_warned:
+            log.warning("mempool full (%d transactions): dropping new ones until blocks make "
+                        "room", self.pool_size)
+        self._full_warned = full
+        return full
+
     def _pool(self, tx: Transaction, now_ms: int) -> bool:
         tx_id = tx.tx_id(self.suite)
         if self.holds(tx_id) or self.chain.store.get_tx_location(tx_id) is not None:
             return False
-        if self.pool_size >= self.config.mempool_max:
-            log.warning("mempool full (%d); dropping a transaction", self.pool_size)
+        if self.pool_full():
+            self.stats["dropped_txs"] += 1
             return False
         self.mempool[tx_id] = (tx, now_ms)
         if self.request_deadline is None and self.is_validator:
@@ -1425,7 +1435,9 @@ class Replica:
     def _on_gossip(self, msg: Message, now_ms: int) -> list[Effect]:
         assert isinstance(msg, TxGossip)
         for tx in msg.txs[: self.config.batch_tx_max]:
-            if not self.settled(tx.tx_id(self.suite)) and self.tx_signature_ok(tx):
+            if self.pool_full():  # before the signature check: dropped anyway
+                self.stats["dropped_txs"] += 1
+            elif not self.settled(tx.tx_id(self.suite)) and self.tx_signature_ok(tx):
                 self._pool(tx, now_ms)
         return []
 

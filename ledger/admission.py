@@ -37,10 +37,14 @@ from ledger.tx import TX_BYTES_MAX, Transaction
 
 
 class Rejection(InputError):
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    """A request refused with ``status``; ``retry_after_s`` goes out as Retry-After."""
+
+    def __init__(self, status: int, code: str, detail: str,
+                 retry_after_s: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
+        self.retry_after_s = retry_after_s
 
 
 @dataclass

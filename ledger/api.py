@@ -54,6 +54,9 @@ class NodeHandle(Protocol):
     def status(self) -> dict[str, Any]: ...
     def is_pending(self, tx_id: bytes) -> bool: ...
     def parse_limits(self) -> Any: ...
+    def check_capacity(self) -> None:
+        """Rejection (503 busy) while the node takes no more transactions."""
+        ...
 
     async def submit(self, tx: Transaction, wait: bool) -> dict[str, Any]: ...
 
@@ -144,7 +147,10 @@ async def error_middleware(
         return await handler(request)
     except Rejection as exc:
         node.count_rejection(exc.code)
-        return error(exc.status, exc.code, str(exc))
+        resp = error(exc.status, exc.code, str(exc))
+        if exc.retry_after_s is not None:
+            resp.headers["Retry-After"] = str(exc.retry_after_s)
+        return resp
     except InputError as exc:
         node.count_rejection("bad_request")
         return error(400, "bad_request", str(exc))
@@ -253,6 +259,7 @@ def _int_arg(request: web.Request, name: str) -> int:
 async def post_tx(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     body = await read_body(request)
+    node.check_capacity()  # an overload is shed before any work on the transaction
     tx = parse_tx(body, request.content_type, node.parse_limits())
     wait = request.query.get("wait", "")
     if wait not in ("", "commit"):

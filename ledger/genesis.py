@@ -35,7 +35,10 @@ SUITES = ("sm", "intl")
 
 DEFAULT_CONFIG: dict[str, Value] = {
     "checkpoint_interval": 16,
-    "batch_tx_max": 2000,
+    # A block's work grows with its size: 2,000 transactions took four SM2 nodes on two
+    # slow cores over 4 s, so an overloaded network changed view; 500 keep a full block
+    # near a second there, and at peak load blocks hold 130 - 250 (bench/RESULTS.md).
+    "batch_tx_max": 500,
     "batch_bytes_max": 4 * 1024 * 1024,
     "batch_timeout_ms": 10,  # under load the previous block's commit time batches; idle: latency
     "view_change_timeout_ms": 4000,

@@ -214,7 +214,7 @@ _SCHEMA: Final[dict[str, dict[str, _Key]]] = {
         "tx_bytes_max": _Key(int, 65536, 1024, 16 * 1024 * 1024),
         "sender_rate_per_s": _Key(int, 200, 1, 1_000_000),
         "sender_burst": _Key(int, 400, 1, 10_000_000),
-        "mempool_max": _Key(int, 100_000, 1, 10_000_000),
+        "mempool_max": _Key(int, 10_000, 2, 10_000_000),
         "reads_per_s": _Key(int, 0, 0, 1_000_000),
         "read_burst": _Key(int, 0, 0, 10_000_000),
     },
@@ -414,6 +414,8 @@ port = {port}  # HTTP API and the peer WebSocket /v1/peer
 tx_bytes_max = {limits["tx_bytes_max"].default}
 sender_rate_per_s = {limits["sender_rate_per_s"].default}  # admission token bucket per sender key
 sender_burst = {limits["sender_burst"].default}
+# Transactions waiting to be ordered; beyond half of it this node refuses new ones (503
+# busy, Retry-After), before their signature check, so an overload is shed, not verified.
 mempool_max = {limits["mempool_max"].default}
 # Queries (everything but transactions and the peer link) per client address and second;
 # beyond it a 429 with Retry-After. 0: no limit. For a node that many systems query, so

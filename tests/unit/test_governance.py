@@ -89,8 +89,8 @@ def _revoke(g: Gov) -> tuple[dict[str, Value], Callable[[], bool]]:
 
 
 def _set_config(g: Gov) -> tuple[dict[str, Value], Callable[[], bool]]:
-    return ({"changes": {"batch_tx_max": 500}},
-            lambda: governance.read_config(g.chain.state_get)["batch_tx_max"] == 500)
+    return ({"changes": {"batch_tx_max": 800}},
+            lambda: governance.read_config(g.chain.state_get)["batch_tx_max"] == 800)
 
 
 def _register_org(g: Gov) -> tuple[dict[str, Value], Callable[[], bool]]:
@@ -168,7 +168,7 @@ def test_rejection_closes_the_proposal() -> None:
     assert g.proposal(number)["reason"] == "too many rejections for two thirds to approve"
     late = g.vote("m3", number)
     assert not late.ok and late.reason == f"proposal {number} is already rejected"
-    assert governance.read_config(g.chain.state_get)["batch_tx_max"] == 2000
+    assert governance.read_config(g.chain.state_get)["batch_tx_max"] == 500
 
 
 def test_expiry() -> None:
@@ -188,7 +188,7 @@ def test_expiry() -> None:
     assert proposal["status"] == "open"
     assert governance.display_status(proposal, g.time) == "expired"
     assert governance.display_status(proposal, expires) == "open"
-    assert governance.read_config(g.chain.state_get)["batch_tx_max"] == 2000
+    assert governance.read_config(g.chain.state_get)["batch_tx_max"] == 500
 
 
 @pytest.mark.parametrize("ttl", [59_999, governance.TTL_MAX_MS + 1, True, "600000"])
@@ -455,18 +455,18 @@ def test_set_config_reaches_the_replica() -> None:
     settings stay. Method: pass set_config, then feed the new sys/config to
     ReplicaConfig.with_chain_config and build a Replica on the chain."""
     g = Gov(4)
-    proposal = g.decide("set_config", {"changes": {"batch_tx_max": "500",
+    proposal = g.decide("set_config", {"changes": {"batch_tx_max": "800",
                                                    "view_change_timeout_ms": 8000}})
-    assert proposal["params"] == {"changes": {"batch_tx_max": 500, "view_change_timeout_ms": 8000}}
+    assert proposal["params"] == {"changes": {"batch_tx_max": 800, "view_change_timeout_ms": 8000}}
     config = governance.read_config(g.chain.state_get)
-    assert config["batch_tx_max"] == 500 and config["checkpoint_interval"] == 16
+    assert config["batch_tx_max"] == 800 and config["checkpoint_interval"] == 16
     base = ReplicaConfig.from_genesis(g.net.genesis)
-    assert base.batch_tx_max == 2000
+    assert base.batch_tx_max == 500
     live = base.with_chain_config(config)
-    assert (live.batch_tx_max, live.view_change_timeout_ms) == (500, 8000)
+    assert (live.batch_tx_max, live.view_change_timeout_ms) == (800, 8000)
     assert base.with_chain_config({"checkpoint_interval": 2}).checkpoint_interval == 16
     restarted = Replica(g.chain, g.net.validator_keys[0], base)
-    assert restarted.config.batch_tx_max == 500 and restarted.vc_timeout == 8000
+    assert restarted.config.batch_tx_max == 800 and restarted.vc_timeout == 8000
 
 
 def test_application_settings_are_registered_with_their_checks() -> None:

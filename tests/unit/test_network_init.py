@@ -87,7 +87,7 @@ def test_network_files_agree(suite: str, nodes: int, base_port: int, tmp_path: P
         assert config.key == (directory / f"node{i}" / "node.pem").resolve()
         assert config.data_dir == (directory / f"node{i}" / "data").resolve()
         assert (config.tx_bytes_max, config.sender_rate_per_s, config.sender_burst,
-                config.mempool_max, config.log_level) == (65536, 200, 400, 100_000, "INFO")
+                config.mempool_max, config.log_level) == (65536, 200, 400, 10_000, "INFO")
         assert _mode(config.key) == 0o600
         assert "PRIVATE KEY" in config.key.read_text()
         assert "ENCRYPTED" not in config.key.read_text()
@@ -114,7 +114,7 @@ def test_node_toml_text_is_the_documented_format(tmp_path: Path) -> None:
         'data_dir = "data"', 'consortium_key = "consortium.key"', "[http]",
         'host = "127.0.0.1"', "port = 7700", "[limits]",
         "tx_bytes_max = 65536", "sender_rate_per_s = 200", "sender_burst = 400",
-        "mempool_max = 100000", "reads_per_s = 0", "read_burst = 0", "[log]",
+        "mempool_max = 10000", "reads_per_s = 0", "read_burst = 0", "[log]",
         'level = "INFO"', "[storage]",
         'compression = "none"', "state_cache_mb = 256", "write_buffer_mb = 128", "[consensus]",
         "pipeline_depth = 1",
@@ -365,7 +365,7 @@ def test_minimal_node_toml_uses_defaults_and_paths_relative_to_file(
     assert config.data_dir == (node_dir / "data").resolve()
     assert (config.host, config.port, config.log_level) == ("127.0.0.1", 9000, "DEBUG")
     assert (config.tx_bytes_max, config.sender_rate_per_s, config.sender_burst,
-            config.mempool_max) == (65536, 200, 400, 100_000)
+            config.mempool_max) == (65536, 200, 400, 10_000)
     assert (config.compression, config.state_cache_mb, config.write_buffer_mb,
             config.pipeline_depth) == ("none", 256, 128, 1)
     path.write_text(path.read_text() + '[storage]\ncompression = "Snappy"\nstate_cache_mb = 0\n'
