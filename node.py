@@ -352,7 +352,10 @@ class Node:
         came until the pool was full left the nodes verifying transactions instead of
         ordering them: 900 tx/s offered where ~500 commit, 8 - 30 committed per second and
         a view change every few seconds (bench/RESULTS.md, session 19)."""
-        waiting = len(self.replica.mempool) + self.admitting
+        # Pooled, being checked, or checked and queued for the replica (the inbox also
+        # carries peer messages: a full inbox is a busy node too).
+        queued = self.inbox.qsize() if self.inbox is not None else 0
+        waiting = len(self.replica.mempool) + self.admitting + queued
         if waiting >= self.admit_max():
             raise Rejection(503, "busy", f"{waiting} transactions are waiting to be ordered "
                                          "here; retry in a second", retry_after_s=1)
