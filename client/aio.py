@@ -106,7 +106,7 @@ class AsyncClient(Operations):
 
     # -- transport ---------------------------------------------------------------------------
 
-    async def _send_once(self, url: str, call: Call) -> tuple[int, bytes]:
+    async def _send_once(self, url: str, call: Call) -> tuple[int, bytes, str | None]:
         import aiohttp
 
         if self._session is None:
@@ -114,7 +114,7 @@ class AsyncClient(Operations):
         async with self._session.request(
                 call.method, url + call.target, data=call.body, headers=dict(call.headers),
                 timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
-            return resp.status, await resp.read()
+            return resp.status, await resp.read(), resp.headers.get("Retry-After")
 
     async def _send(self, call: Call) -> Any:
         import aiohttp
@@ -124,8 +124,9 @@ class AsyncClient(Operations):
             if attempt.delay_s > 0:
                 await self.sleep(attempt.delay_s)
             try:
-                code, body = await self._send_once(attempt.url, call.for_attempt(n))
-                value = decode_reply(call, code, body)
+                code, body, retry_after = await self._send_once(attempt.url,
+                                                                call.for_attempt(n))
+                value = decode_reply(call, code, body, retry_after)
             except NodeError as exc:
                 if not attempts.retryable(exc):
                     raise

@@ -36,6 +36,7 @@ from typing import Any, Final
 MSGPACK: Final = "application/msgpack"
 JSON: Final = "application/json"
 RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+RETRY_AFTER_MAX_S: Final = 30.0  # the longest pause a node's Retry-After can ask for
 DETAIL_CHARS_MAX: Final = 500
 # Characters left as they are in a request's path: RFC 3986's reserved and unreserved ones
 # and '%' (a path that is already percent-encoded stays so).
@@ -57,9 +58,11 @@ class NodeError(SdkError):
             print(exc.status, exc.code, exc.detail)   # 400 bad_request identifier ...
     """
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status, self.code, self.detail = status, code, detail
+        self.retry_after_s = retry_after_s  # the node's Retry-After, in seconds
 
 
 class BadReply(NodeError):
@@ -141,11 +144,12 @@ def build_call(method: str, path: str, query: Mapping[str, object] | None = None
     return Call(method, target(path, query), all_headers, data, raw_response, resign)
 
 
-def decode_reply(call: Call, status: int, body: bytes) -> Any:
+def decode_reply(call: Call, status: int, body: bytes, retry_after: str | None = None) -> Any:
     """The value of a reply: JSON, or the bytes for ``raw_response``; NodeError for a
-    status of 400 or more (with the node's error code and detail when it sent them)."""
+    status of 400 or more (with the node's error code and detail when it sent them, and
+    its ``Retry-After`` header)."""
     if status >= 400:
-        raise node_error(status, body)
+        raise node_error(status, body, retry_after)
     if call.raw_response:
         return body
     try:
@@ -155,14 +159,18 @@ def decode_reply(call: Call, status: int, body: bytes) -> Any:
                                f"{exc}") from None
 
 
-def node_error(status: int, body: bytes) -> NodeError:
+def node_error(status: int, body: bytes, retry_after: str | None = None) -> NodeError:
     try:
         payload = json.loads(body)
         code, detail = str(payload["error"]), str(payload.get("detail", ""))
     except (ValueError, TypeError, KeyError, RecursionError):
         text = body[:DETAIL_CHARS_MAX].decode("utf-8", errors="replace").strip()
         code, detail = "http_error", text or f"HTTP status {status}"
-    return NodeError(status, code, detail)
+    wait = retry_after.strip() if retry_after else ""
+    # Seconds only (the HTTP-date form is not used by nodes); at most RETRY_AFTER_MAX_S.
+    seconds = (min(float(wait), RETRY_AFTER_MAX_S)
+               if wait.isascii() and wait.isdigit() and len(wait) <= 6 else None)
+    return NodeError(status, code, detail, seconds)
 
 
 # -- retries and failover ------------------------------------------------------------------------
@@ -199,12 +207,16 @@ class Attempts:
         self.last_refusal: NodeError | None = None
         self.last_problem: BaseException | None = None
         self._tried: list[str] = []
+        self._asked_s = 0.0  # the longest Retry-After of this round's refusals
 
     def __iter__(self) -> Iterator[Attempt]:
         order = self.pool.order()
         for round_index in range(self.rounds):
             for i, url in enumerate(order):
-                delay = self.backoff.delay_s(round_index - 1) if i == 0 and round_index else 0.0
+                delay = 0.0
+                if i == 0 and round_index:  # a pause between rounds, as long as nodes asked
+                    delay = max(self.backoff.delay_s(round_index - 1), self._asked_s)
+                    self._asked_s = 0.0
                 self._tried.append(url)
                 yield Attempt(url, delay)
 
@@ -214,6 +226,8 @@ class Attempts:
     def failed(self, problem: BaseException) -> None:
         if isinstance(problem, NodeError):
             self.last_refusal = problem
+            if problem.retry_after_s is not None:
+                self._asked_s = max(self._asked_s, problem.retry_after_s)
         self.last_problem = problem
 
     def succeeded(self, attempt: Attempt) -> None:

@@ -88,16 +88,17 @@ T = TypeVar("T")
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
 
 
-def _send_once(url: str, call: Call, timeout: float) -> tuple[int, bytes]:
-    """(status, body) of one request; connection problems propagate as CONNECTION_ERRORS."""
+def _send_once(url: str, call: Call, timeout: float) -> tuple[int, bytes, str | None]:
+    """(status, body, Retry-After) of one request; connection problems propagate as
+    CONNECTION_ERRORS."""
     req = urllib.request.Request(url + call.target, data=call.body, method=call.method,
                                  headers=dict(call.headers))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
+            return resp.status, resp.read(), None
     except urllib.error.HTTPError as exc:
         with exc:
-            return exc.code, exc.read()
+            return exc.code, exc.read(), exc.headers.get("Retry-After")
 
 
 def request(url: str, method: str = "GET", body: Any = None, timeout: float = 40,
@@ -116,10 +117,10 @@ def request(url: str, method: str = "GET", body: Any = None, timeout: float = 40
                                        else "application/json")
     call = Call(method, "", all_headers, data, raw_response)
     try:
-        code, reply = _send_once(url, call, timeout)
+        code, reply, retry_after = _send_once(url, call, timeout)
     except CONNECTION_ERRORS as exc:
         raise Unreachable(f"{url}: {exc}") from exc
-    return decode_reply(call, code, reply)
+    return decode_reply(call, code, reply, retry_after)
 
 
 def submit(node_url: str, tx: Transaction, wait: bool = True) -> Any:
@@ -170,8 +171,9 @@ class Client(Operations):
             if attempt.delay_s > 0:
                 self.sleep(attempt.delay_s)
             try:
-                code, body = _send_once(attempt.url, call.for_attempt(n), self.timeout)
-                value = decode_reply(call, code, body)
+                code, body, retry_after = _send_once(attempt.url, call.for_attempt(n),
+                                                     self.timeout)
+                value = decode_reply(call, code, body, retry_after)
             except NodeError as exc:
                 if not attempts.retryable(exc):
                     raise

@@ -83,7 +83,7 @@ class Served:
 class Script:
     """Answers each path with its scripted replies in turn (the last one repeats)."""
 
-    def __init__(self, replies: dict[str, list[tuple[int, Any]]]) -> None:
+    def __init__(self, replies: dict[str, list[tuple[Any, ...]]]) -> None:
         self.replies = replies
         self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
 
@@ -92,13 +92,14 @@ class Script:
                           await request.read()))
         queue = self.replies.get(request.path) or self.replies.get("*") or [(404, {
             "error": "not_found", "detail": f"no route {request.path}"})]
-        status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+        status, body, *extra = queue.pop(0) if len(queue) > 1 else queue[0]
+        headers = extra[0] if extra else None  # a third element: the reply's headers
         if isinstance(body, float):  # a slow node
             await asyncio.sleep(body)
             return web.json_response({})
         if isinstance(body, str):
             return web.Response(status=status, text=body, content_type="text/html")
-        return web.json_response(body, status=status)
+        return web.json_response(body, status=status, headers=headers)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -128,6 +129,40 @@ def test_retries_503_with_exponential_backoff_then_succeeds() -> None:
         assert client.status()["height"] == 7
     assert sleeps == [0.1, 0.2]
     assert len(script.seen) == 3
+
+
+def test_a_busy_node_is_given_the_pause_it_asks_for() -> None:
+    """Goal: a 503 or 429 with Retry-After pauses the next round at least that long (a node
+    shedding an overload says when to come back; the backoff alone gave up within a
+    second), never beyond RETRY_AFTER_MAX_S, and a value that is not seconds is ignored.
+    Method: the node answers busy with Retry-After 2, then 429 with 999, then busy with
+    "soon", then the status; the sync and async clients' sleeps are recorded."""
+    from client.core import RETRY_AFTER_MAX_S, node_error
+
+    busy = (*BUSY, {"Retry-After": "2"})
+    script = Script({"/v1/status": [busy, (429, {"error": "rate_limited", "detail": "x"},
+                                           {"Retry-After": "999"}),
+                                    (*BUSY, {"Retry-After": "soon"}), (200, STATUS)]})
+    sleeps: list[float] = []
+    with Served(script.app()) as url:
+        client = Client(url, retries=4, backoff=FAST, sleep=sleeps.append)
+        assert client.status()["height"] == 7
+        assert sleeps == [2.0, RETRY_AFTER_MAX_S, 0.4]  # the backoff's own 0.1, 0.2, 0.4
+
+        async def scenario() -> list[float]:
+            waited: list[float] = []
+
+            async def record(delay: float) -> None:
+                waited.append(delay)
+
+            script.replies["/v1/status"] = [busy, busy, (200, STATUS)]
+            async with AsyncClient(url, retries=3, backoff=FAST, sleep=record) as c:
+                assert (await c.status())["height"] == 7
+            return waited
+
+        assert asyncio.run(scenario()) == [2.0, 2.0]
+    assert node_error(503, b"{}", "2").retry_after_s == 2.0
+    assert node_error(503, b"{}", "1" * 50).retry_after_s is None
 
 
 def test_a_retried_signed_read_is_signed_anew() -> None:
