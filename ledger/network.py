@@ -414,8 +414,9 @@ port = {port}  # HTTP API and the peer WebSocket /v1/peer
 tx_bytes_max = {limits["tx_bytes_max"].default}
 sender_rate_per_s = {limits["sender_rate_per_s"].default}  # admission token bucket per sender key
 sender_burst = {limits["sender_burst"].default}
-# Transactions waiting to be ordered; beyond half of it this node refuses new ones (503
-# busy, Retry-After), before their signature check, so an overload is shed, not verified.
+# The pool of transactions waiting to be ordered. This node refuses new ones (503 busy,
+# Retry-After) while two blocks' worth wait (at most half of this), before checking their
+# signatures: an overload is shed, not verified.
 mempool_max = {limits["mempool_max"].default}
 # Queries (everything but transactions and the peer link) per client address and second;
 # beyond it a 429 with Retry-After. 0: no limit. For a node that many systems query, so
