@@ -369,8 +369,7 @@ class Node:
             tx, tx_id, now_ms(), self.chain.state_get,
             executed=lambda i: self.store.get_tx_location(i) is not None,
             pending=lambda i: self.replica.holds(i) or i in self.submitted_at)
-        self.check_capacity()
-        self.admitting += 1
+        self.admitting += 1  # the route checked capacity (check_capacity) before decoding
         try:
             if not await self._signature_ok(tx):
                 raise Rejection(401, "bad_signature",

@@ -651,15 +651,18 @@ class Replica:
 
     def _pool(self, tx: Transaction, now_ms: int) -> bool:
         tx_id = tx.tx_id(self.suite)
-        if self.holds(tx_id) or self.chain.store.get_tx_location(tx_id) is not None:
+        if self.settled(tx_id):
             return False
         if self.pool_full():
             self.stats["dropped_txs"] += 1
             return False
+        self._add_to_pool(tx_id, tx, now_ms)
+        return True
+
+    def _add_to_pool(self, tx_id: bytes, tx: Transaction, now_ms: int) -> None:
         self.mempool[tx_id] = (tx, now_ms)
         if self.request_deadline is None and self.is_validator:
             self.request_deadline = now_ms + self.request_timeout
-        return True
 
     def _proposal_height(self) -> int | None:
         """The height we would propose now as primary, or None. Asked several times per
@@ -1435,10 +1438,11 @@ class Replica:
     def _on_gossip(self, msg: Message, now_ms: int) -> list[Effect]:
         assert isinstance(msg, TxGossip)
         for tx in msg.txs[: self.config.batch_tx_max]:
+            tx_id = tx.tx_id(self.suite)
             if self.pool_full():  # before the signature check: dropped anyway
                 self.stats["dropped_txs"] += 1
-            elif not self.settled(tx.tx_id(self.suite)) and self.tx_signature_ok(tx):
-                self._pool(tx, now_ms)
+            elif not self.settled(tx_id) and self.tx_signature_ok(tx):
+                self._add_to_pool(tx_id, tx, now_ms)
         return []
 
     # -- progress -----------------------------------------------------------------------------
