@@ -81,6 +81,10 @@ _TRANSITIONS: Final = {
     "reinstate": ((SUSPENDED,), VALID),
     "revoke": ((VALID, SUSPENDED), REVOKED),
 }
+# Events that end a record's story (revoke; renew's "supersede" on the old version) always
+# fit: with the cap on them too, a certificate suspended and reinstated until its history
+# was full could be neither revoked nor renewed. So a history holds at most HISTORY_MAX + 1.
+_FINAL_EVENTS: Final = frozenset({"revoke"})
 
 
 def register(registry: Registry) -> None:
@@ -281,8 +285,6 @@ def renew(ctx: ExecContext) -> None:
         raise TxRejected(f"certificate {old_id} is {old.status} and cannot be renewed")
     if get_cert(ctx.state.get, cert_id) is not None:
         raise TxRejected(f"certificate {cert_id} was already issued")
-    if len(old.history) >= HISTORY_MAX:
-        raise TxRejected(f"certificate {old_id} has {HISTORY_MAX} status events; no more fit")
     valid_from, valid_until = _validity(payload)
     new = CertRecord(
         id=cert_id, type=old.type, issuer=old.issuer, version=cid.version,
@@ -311,8 +313,9 @@ def _transition(ctx: ExecContext, event: str) -> None:
     if record.status not in allowed_from:
         raise TxRejected(f"cannot {event} certificate {cert_id}: it is {record.status} "
                          f"({event} applies to {' or '.join(allowed_from)})")
-    if len(record.history) >= HISTORY_MAX:
-        raise TxRejected(f"certificate {cert_id} has {HISTORY_MAX} status events; renew it")
+    if event not in _FINAL_EVENTS and len(record.history) >= HISTORY_MAX:
+        raise TxRejected(f"certificate {cert_id} has {HISTORY_MAX} status events, the most "
+                         f"before its end; revoke it, or renew it to continue its story")
     updated = replace(record, status=to, history=[*record.history,
                                                   _event(ctx, event, to, reason)])
     _write(ctx, updated, new=False)

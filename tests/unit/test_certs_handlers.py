@@ -13,6 +13,7 @@ from certs.handlers import issue_precheck, precheck
 from certs.ids import format_cert_id, parse_cert_id
 from certs.issuing import issue_payload, renew_payload
 from certs.records import (
+    HISTORY_MAX,
     LONG_TERM,
     REVOKED,
     SUPERSEDED,
@@ -169,6 +170,40 @@ def test_renew_rules(net: CertNet) -> None:
     v2 = format_cert_id(cid.type_code, cid.issuer_uscc, cid.serial, 2)
     r = net.send("scjgj", "cert.renew", {**base, "id": v2, "supersedes": old.cert_id})
     assert not r.ok and "is REVOKED and cannot be renewed" in r.reason
+
+
+@pytest.mark.parametrize("end", ["revoke", "renew"])
+def test_a_certificate_with_a_full_history_can_still_be_revoked_or_renewed(
+        net: CertNet, end: str) -> None:
+    """Goal: however often a certificate was suspended and reinstated, its issuer can still
+    end it: the status-event cap stops suspensions and reinstatements, never the revocation
+    or renewal (with both capped, a full history could be neither, each refusal pointing at
+    the other). Method: suspend and reinstate until the history holds HISTORY_MAX events;
+    one more suspension is refused and says what still fits; then revoke or renew, and
+    verify the certificate's proof bundle, whose record has HISTORY_MAX + 1 events."""
+    doc, _ = net.issue()
+    for i in range(HISTORY_MAX - 1):
+        result = net.act("suspend" if i % 2 == 0 else "reinstate", doc.cert_id)
+        assert result.ok, result.reason
+    record = get_cert(net.chain.state_get, doc.cert_id)
+    assert record is not None and len(record.history) == HISTORY_MAX
+    assert record.status == SUSPENDED
+    refused = net.act("reinstate", doc.cert_id)
+    assert not refused.ok and "revoke it, or renew it" in refused.reason
+    if end == "revoke":
+        result = net.act("revoke", doc.cert_id, reason="licence withdrawn")
+        assert result.ok, result.reason
+        final = get_cert(net.chain.state_get, doc.cert_id)
+        assert final is not None and final.status == REVOKED
+        verdict = net.verify(doc)
+        assert verdict.status == REVOKED, verdict
+    else:
+        new, result = net.renew(doc)
+        assert result.ok, result.reason
+        final = get_cert(net.chain.state_get, doc.cert_id)
+        assert final is not None and final.status == SUPERSEDED
+        assert net.verify(new).valid
+    assert len(final.history) == HISTORY_MAX + 1
 
 
 def test_unauthorised_attempts_are_refused_with_reasons(net: CertNet) -> None:
