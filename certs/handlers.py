@@ -23,11 +23,14 @@ Payloads (canonical msgpack maps; no other keys are accepted):
 - ``cert.renew``: ``{"id", "supersedes", "digest", "valid_from",
   "valid_until"}`` — the next version of a VALID or SUSPENDED certificate,
   for the same holder; the old one becomes SUPERSEDED;
-- ``cert.suspend`` / ``cert.reinstate`` / ``cert.revoke``: ``{"id", "reason"}``.
+- ``cert.suspend`` / ``cert.reinstate`` / ``cert.revoke``: ``{"id", "reason"}``; a
+  reason with a run of 15+ digits (an ID number, a bank account) is refused, at
+  admission too, since it would stay in the record's history and every bundle.
 
 Transitions: VALID → SUSPENDED (suspend), SUSPENDED → VALID (reinstate),
 VALID or SUSPENDED → REVOKED (revoke), VALID or SUSPENDED → SUPERSEDED
-(renew). REVOKED and SUPERSEDED are final.
+(renew). REVOKED and SUPERSEDED are final. After HISTORY_MAX status events only
+a revocation or a renewal still fits.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from certs.records import (
     held_key,
     recent_index_key,
 )
-from ledger import acl
+from ledger import acl, privacy
 from ledger.codec import Value
 from ledger.errors import DecodeError, TxRejected
 from ledger.execution import ExecContext, Registry, StateGet
@@ -90,9 +93,9 @@ _FINAL_EVENTS: Final = frozenset({"revoke"})
 def register(registry: Registry) -> None:
     registry.register(ISSUE_TX, issue, precheck=issue_precheck)
     registry.register(RENEW_TX, renew, precheck=precheck)
-    registry.register(SUSPEND_TX, suspend, precheck=precheck)
-    registry.register(REINSTATE_TX, reinstate, precheck=precheck)
-    registry.register(REVOKE_TX, revoke, precheck=precheck)
+    registry.register(SUSPEND_TX, suspend, precheck=transition_precheck)
+    registry.register(REINSTATE_TX, reinstate, precheck=transition_precheck)
+    registry.register(REVOKE_TX, revoke, precheck=transition_precheck)
 
 
 # -- who may act ---------------------------------------------------------------------------
@@ -134,6 +137,19 @@ def issuer_problem(state_get: StateGet, sender: bytes, cert_id: object, height: 
 def precheck(state_get: StateGet, tx: Transaction) -> str | None:
     """Admission: the same rule against the latest committed state, for the next block."""
     return issuer_problem(state_get, tx.sender, tx.payload.get("id"), None)
+
+
+def transition_precheck(state_get: StateGet, tx: Transaction) -> str | None:
+    """Admission of a suspension, reinstatement or revocation: no ID number in its reason
+    (refused before it reaches a block, where it would stay for good), then the issuer rule."""
+    return _reason_problem(tx.payload.get("reason")) or precheck(state_get, tx)
+
+
+def _reason_problem(reason: object) -> str | None:
+    return privacy.identifier_problem(
+        reason, "payload.reason",
+        hint="a reason says what happened, never whose ID number or account it was") if (
+        isinstance(reason, str)) else None
 
 
 def issue_precheck(state_get: StateGet, tx: Transaction) -> str | None:
@@ -188,6 +204,9 @@ def _reason(payload: dict[str, Value]) -> str:
                          f"{REASON_CHARS_MAX} characters")
     if any(ord(c) < 0x20 for c in reason):
         raise TxRejected("payload.reason must not contain control characters")
+    problem = _reason_problem(reason)
+    if problem:
+        raise TxRejected(problem)
     return reason.strip()
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 
+from ledger import privacy
 from ledger.codec import Value, decode_value, encode_value
 from ledger.crypto import PrivateKey, Suite
 from ledger.crypto.sealing import open_sealed, seal
@@ -31,38 +32,15 @@ SEAL_CONTEXT = b"govledger/fiscal/payee/v1"
 SEALED_MAX = 8
 BOX_BYTES_MAX = 1024
 ACCOUNT_TAG = "bank-account:"
-_DIGIT_RUN = re.compile(r"[0-9]{15,}[0-9Xx]?")
 MASKED_ID_RE = re.compile(r"[0-9]{4}\*{7,10}[0-9]{3}[0-9X]")
 
 
 def identifier_problem(value: Value, path: str = "payload", exempt: frozenset[str] = frozenset()
                        ) -> str | None:
-    """Why ``value`` (a payload) may hold a clear personal identifier, or None.
-
-    Every string is searched for a run of 15+ digits (ID numbers have 15 or 18
-    characters, bank cards 16-19 digits); fields named in ``exempt`` (validated
-    USCCs) are skipped.
-    """
-    if isinstance(value, str):
-        match = _DIGIT_RUN.search(value)
-        if match:
-            return (f"{path} contains a run of {len(match.group())} digits, which looks like "
-                    "an ID number or bank account; personal identifiers go on the ledger only "
-                    "as HMAC (payee_hash, account_hash) or sealed to the audit office")
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in exempt:
-                continue
-            problem = identifier_problem(item, f"{path}.{key}", exempt)
-            if problem:
-                return problem
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            problem = identifier_problem(item, f"{path}[{i}]", exempt)
-            if problem:
-                return problem
-    return None
+    """:func:`ledger.privacy.identifier_problem`, naming what a payment carries instead."""
+    return privacy.identifier_problem(
+        value, path, exempt, hint="personal identifiers go on the ledger only as HMAC "
+                                  "(payee_hash, account_hash) or sealed to the audit office")
 
 
 def is_masked_name(name: str) -> bool:

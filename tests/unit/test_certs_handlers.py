@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from certs import queries
-from certs.handlers import issue_precheck, precheck
+from certs.handlers import issue_precheck, precheck, transition_precheck
 from certs.ids import format_cert_id, parse_cert_id
 from certs.issuing import issue_payload, renew_payload
 from certs.records import (
@@ -319,6 +319,27 @@ def test_reason_is_required(net: CertNet) -> None:
     for reason in ("", "   ", "a\nb"):
         r = net.act("suspend", doc.cert_id, reason=reason)
         assert not r.ok and "reason" in r.reason
+
+
+def test_a_reason_with_an_id_number_is_refused_before_it_reaches_a_block(net: CertNet
+                                                                         ) -> None:
+    """Goal: a suspension's reason never carries a citizen's ID number or a bank account
+    into the ledger, where it would stay in the certificate's history and every proof
+    bundle: admission refuses it (so no block holds it) and so does execution. Method:
+    the admission pre-check and a direct submission with an 18-character ID in the
+    reason; a reason with a short number (a case file) passes both."""
+    doc, _ = net.issue()
+    payload: dict[str, Value] = {"id": doc.cert_id, "reason": f"持证人 {CITIZEN} 申请注销"}
+    tx = net.tx("scjgj", "cert.suspend", payload)
+    problem = transition_precheck(net.chain.state_get, tx)
+    assert problem is not None and "payload.reason contains a run of 18 digits" in problem
+    result = net.act("suspend", doc.cert_id, reason=str(payload["reason"]))
+    assert not result.ok and "looks like an ID number" in result.reason
+    record = get_cert(net.chain.state_get, doc.cert_id)
+    assert record is not None and record.status == VALID
+    fine: dict[str, Value] = {"id": doc.cert_id, "reason": "依据（2026）闽0102行初123号判决"}
+    assert transition_precheck(net.chain.state_get, net.tx("scjgj", "cert.suspend", fine)) is None
+    assert net.act("suspend", doc.cert_id, reason=str(fine["reason"])).ok
 
 
 def test_effective_status_expires_by_date(net: CertNet) -> None:
