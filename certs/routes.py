@@ -35,8 +35,9 @@ from certs import queries
 from certs.bundle import CertNotFound, build_bundle
 from certs.ids import IdentifierError, parse_cert_id, validate_type_code, validate_uscc
 from certs.verify import parse_as_of, verify_certificate
-from ledger.api import NODE_KEY, error, int_query, op, read_body, reply
-from ledger.errors import InputError
+from ledger.api import MSGPACK, NODE_KEY, error, int_query, op, read_body, reply
+from ledger.codec import decode_value
+from ledger.errors import DecodeError, InputError
 
 LOOKUP_ROLES = ("issuer", "verifier", "auditor", "finance")
 BODY_BYTES_MAX = 256 * 1024
@@ -54,10 +55,20 @@ def _no_float(text: str) -> None:
     raise ValueError(f"numbers with fractions are not accepted ({text}); use integers")
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's map: JSON, or canonical msgpack with ``Content-Type:
+    application/msgpack`` (SPEC §8), in which a bundle may travel as bytes."""
     body = await read_body(request)
     if len(body) > BODY_BYTES_MAX:
         raise InputError(f"request body larger than {BODY_BYTES_MAX} bytes")
+    if request.content_type == MSGPACK:
+        try:
+            value: object = decode_value(body, max_size=BODY_BYTES_MAX)
+        except DecodeError as exc:
+            raise InputError(f"request body is not canonical msgpack: {exc}") from None
+        if not isinstance(value, dict):
+            raise InputError("request body must be a msgpack map")
+        return value
     try:
         value = json.loads(body or b"{}", parse_float=_no_float, parse_constant=_no_float)
     except (ValueError, RecursionError) as exc:
@@ -106,7 +117,7 @@ async def holder_certs(request: web.Request) -> web.Response:
 
 async def citizen_lookup(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    body = await _json_body(request)
+    body = await _body(request)
     if set(body) != {"id_number"} or not isinstance(body["id_number"], str):
         raise InputError('body must be {"id_number": "<citizen ID number>"}')
     if node.consortium_key is None:
@@ -147,7 +158,7 @@ async def get_proof(request: web.Request) -> web.Response:
 
 async def post_verify(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    body = await _json_body(request)
+    body = await _body(request)
     unknown = sorted(set(body) - {"document", "id", "agency", "at", "bundle"})
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(unknown)}; expected document or id, "
@@ -162,7 +173,9 @@ async def post_verify(request: web.Request) -> web.Response:
         raise InputError("agency must be a USCC")
     as_of = parse_as_of(body["at"]) if body.get("at") is not None else _now_ms()
     bundle: Any = None
-    if body.get("bundle") is not None:
+    if isinstance(body.get("bundle"), bytes):
+        bundle = body["bundle"]
+    elif body.get("bundle") is not None:
         try:
             bundle = bytes.fromhex(str(body["bundle"]))
         except ValueError:
@@ -206,9 +219,9 @@ CERTS_OPENAPI: dict[str, Any] = {
     "/v1/certs/holders/lookup": {"post": op(
         "A natural person's certificates by ID number (signed read by a department; the "
         "number is never stored or logged)", [("X-Govledger-Read", "header")], body=True,
-        msgpack_body=False, statuses=(200, 400, 401, 403, 409, 503))},
+        statuses=(200, 400, 401, 403, 409, 503))},
     "/v1/certs/verify": {"post": op("Verdict for a document or identifier (document|id, "
-                                    "agency, at, bundle)", body=True, msgpack_body=False,
+                                    "agency, at, bundle)", body=True,
                                     statuses=(200, 400))},
     "/v1/certs/{cert_id}": {"get": op("Certificate record and effective status",
                                       [("cert_id", "path")])},

@@ -344,12 +344,12 @@ async def get_openapi(request: web.Request) -> web.Response:
 
 
 def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = False,
-        statuses: tuple[int, ...] = (200, 400, 404), msgpack_body: bool = True,
-        also: tuple[str, ...] = ()) -> dict[str, Any]:
+        statuses: tuple[int, ...] = (200, 400, 404), also: tuple[str, ...] = ()
+        ) -> dict[str, Any]:
     """One operation of the OpenAPI document. Every answer can come as msgpack (``Accept``)
     and ``also`` in the media types named; every route can answer 429 (``[limits]
     reads_per_s``) and a route taking a body 413 (larger than the node takes). A body is
-    JSON, or with ``msgpack_body`` also canonical msgpack."""
+    JSON or canonical msgpack (``Content-Type``), as SPEC §8 has it."""
     op: dict[str, Any] = {"summary": summary, "responses": {}}
     extra = (429, 413) if body else (429,)
     for status in sorted(set(statuses) | set(extra)):
@@ -368,9 +368,8 @@ def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = F
         op["parameters"] = [{"name": n, "in": where, "required": where == "path",
                              "schema": {"type": "string"}} for n, where in params]
     if body:
-        media: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
-        if msgpack_body:
-            media[MSGPACK] = {"schema": {"type": "string", "format": "binary"}}
+        media: dict[str, Any] = {"application/json": {"schema": {"type": "object"}},
+                                 MSGPACK: {"schema": {"type": "string", "format": "binary"}}}
         op["requestBody"] = {"required": True, "content": media}
     return op
 

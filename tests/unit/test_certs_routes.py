@@ -21,7 +21,7 @@ from certs.verify import verify_certificate
 from ledger import api
 from ledger.acl import AccountRecord
 from ledger.admission import Rejection
-from ledger.codec import from_json
+from ledger.codec import decode_value, encode_value, from_json
 from tests.unit.certs_harness import CITIZEN, CONSORTIUM_KEY, LICENCE, SKILL, CertNet, uscc
 
 SWJ = "11350100MB1F00049U"
@@ -128,6 +128,43 @@ def test_verify_route(net: CertNet) -> None:
         document["certificate"]["holder_name"] = "改过的"
         body = await (await client.post("/v1/certs/verify", json={"document": document})).json()
         assert body["verdict"] == "INVALID"
+
+    serve(net, scenario)
+
+
+def test_verify_and_lookup_take_msgpack_bodies(net: CertNet) -> None:
+    """Goal: the two POST routes take a canonical msgpack body when the client says so
+    (SPEC §8: msgpack when asked), with the bundle as bytes rather than hex, and refuse
+    non-canonical msgpack with a 400 that says so. Method: verify a document against the
+    bundle fetched as msgpack; look up a person; send a non-canonical and a non-map body."""
+    doc = net.doc  # type: ignore[attr-defined]
+    headers = {"Content-Type": "application/msgpack", "Accept": "application/msgpack"}
+
+    async def scenario(client: TestClient[Any, Any], node: FakeNode) -> None:
+        resp = await client.get(f"/v1/certs/{doc.cert_id}/proof",
+                                headers={"Accept": "application/msgpack"})
+        bundle = await resp.read()
+        document = json.loads(doc.to_json())
+        resp = await client.post("/v1/certs/verify", headers=headers, data=encode_value(
+            {"document": document, "bundle": bundle}))
+        assert resp.status == 200 and resp.content_type == "application/msgpack"
+        verdict = decode_value(await resp.read())
+        assert isinstance(verdict, dict) and verdict["verdict"] == "VALID", verdict
+        resp = await client.post("/v1/certs/verify", headers=headers, data=encode_value(
+            {"document": document, "bundle": bundle[:-1] + bytes([bundle[-1] ^ 1])}))
+        verdict = decode_value(await resp.read())
+        assert isinstance(verdict, dict) and verdict["verdict"] == "INVALID"
+        resp = await client.post("/v1/certs/holders/lookup", data=encode_value(
+            {"id_number": CITIZEN}), headers={**headers, "X-Govledger-Read": "00"})
+        found = decode_value(await resp.read())
+        assert resp.status == 200 and isinstance(found, dict)
+        assert [c["cert_id"] for c in found["certs"]] == [  # type: ignore[index, union-attr]
+            net.citizen_doc.cert_id]  # type: ignore[attr-defined]
+        not_canonical = b"\x81\xa2id\xd9\x05" + b"x" * 5  # a str8 where fixstr fits
+        for body, says in ((not_canonical, "not canonical msgpack"),
+                           (encode_value([doc.cert_id]), "must be a msgpack map")):
+            resp = await client.post("/v1/certs/verify", headers=headers, data=body)
+            assert resp.status == 400 and says in (await resp.json())["detail"]
 
     serve(net, scenario)
 
