@@ -4,7 +4,8 @@ Verbs:
 
 - ``alerts [--rule RULE]`` — red-flag alerts, newest first (signed read: an auditor sees
   all, a finance officer those naming its organisation);
-- ``access-log`` — who read what and when: every signed read, from the ledger (auditor);
+- ``access-log [--before CURSOR|HEIGHT]`` — who read what and when: every signed read,
+  from the ledger, newest first, a page at a time (auditor);
 - ``reveal PAYMENT_ID`` — open the payee data of a payment to a person, sealed to the
   audit office's key; decrypted here, with the auditor's private key (the read is logged);
 - ``verify-chain --data DIR --genesis G`` — re-check every block of a node's data folder
@@ -58,8 +59,11 @@ def add_parser(sub: Any) -> None:
     q.set_defaults(handler=run_alerts)
 
     q = aus.add_parser("access-log", help="the signed reads served (auditor; signed read)",
-                       epilog="Example: govledger audit access-log --key keys/sjj.pem")
-    q.add_argument("--limit", type=int, default=50)
+                       epilog="Example: govledger audit access-log --key keys/sjj.pem\n"
+                              "         govledger audit access-log --before 1200 --key ...")
+    q.add_argument("--limit", type=int, default=50, help="entries per page (at most 500)")
+    q.add_argument("--before", help="older entries: the cursor the previous page printed, "
+                                    "or a block height")
     q.add_argument("--key", required=True)
     _json_flag(q)
     q.set_defaults(handler=run_access_log)
@@ -107,15 +111,23 @@ def run_alerts(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_access_log(args: argparse.Namespace, ctx: Context) -> int:
-    data = ctx.client(need_key=True).get("/v1/access-log", {"limit": str(args.limit)},
-                                         signed=True)
-    ctx.emit(data, lambda: ctx.table(
-        "access log (newest first)", ["time (CST)", "height", "reader", "org", "request"],
-        [(_when(e["time"]), e["height"], e["name"], e["org"],
-          f"{e['method']} {e['path']}" + ("?" + "&".join(f"{k}={v}" for k, v in
-                                                          sorted(e["query"].items()))
-                                          if e["query"] else ""))
-         for e in data["entries"]]))
+    query = {"limit": str(args.limit)}
+    if args.before:
+        query["before"] = args.before
+    data = ctx.client(need_key=True).get("/v1/access-log", query, signed=True)
+
+    def human() -> None:
+        ctx.table(
+            "access log (newest first)", ["time (CST)", "height", "reader", "org", "request"],
+            [(_when(e["time"]), e["height"], e["name"], e["org"],
+              f"{e['method']} {e['path']}" + ("?" + "&".join(f"{k}={v}" for k, v in
+                                                              sorted(e["query"].items()))
+                                              if e["query"] else ""))
+             for e in data["entries"]])
+        if data.get("next"):
+            ctx.console.print(f"older entries: --before {data['next']}")
+
+    ctx.emit(data, human)
     return EXIT_OK
 
 

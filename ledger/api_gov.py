@@ -3,12 +3,14 @@
 - ``GET /v1/gov/proposals`` (``?limit=``), ``GET /v1/gov/proposals/{id}``,
   ``GET /v1/gov/kinds`` — public to anyone who can reach a node;
 - ``GET /v1/orgs``, ``GET /v1/orgs/{uscc}``, ``GET /v1/accounts/{public key hex}``;
-- ``GET /v1/access-log`` (``?limit=``) — a signed read by an auditor; it is
-  itself logged.
+- ``GET /v1/access-log`` (``?limit=``, ``?before=``) — a signed read by an auditor;
+  it is itself logged. Newest first; each page's ``next`` is the next page's ``before``.
 """
 
 from __future__ import annotations
 
+import string
+import struct
 from typing import Any
 
 from aiohttp import web
@@ -111,16 +113,50 @@ async def get_account(request: web.Request) -> web.Response:
                            "committee": key in acl.committee(node.chain.state_get)})
 
 
+def _access_start(before: str | None) -> bytes | None:
+    """Where a page of the access log starts (newest first; the key itself excluded):
+    ``before`` is the ``next`` of the page before (``HEIGHT-TXID``), or a block height."""
+    if before is None:
+        return None
+    height_text, _, tx_hex = before.partition("-")
+    if not (height_text.isascii() and height_text.isdigit() and len(height_text) <= 19) or (
+            tx_hex and not (len(tx_hex) == 64 and all(c in string.hexdigits for c in tx_hex))):
+        raise InputError("before must be a block height, or the next cursor of the page "
+                         "before (HEIGHT-TXID, the transaction's 64 hex digits)")
+    height = int(height_text)
+    if height >= 2 ** 64:
+        raise InputError("before must be a block height below 2^64")
+    if tx_hex:
+        return INDEX_PREFIX + struct.pack(">Q", height) + bytes.fromhex(tx_hex)
+    if height == 0:
+        return INDEX_PREFIX  # nothing is older than block 0
+    return INDEX_PREFIX + struct.pack(">Q", height - 1) + b"\xff" * 64
+
+
+def _access_cursor(key: bytes) -> str:
+    rest = key[len(INDEX_PREFIX):]
+    return f"{struct.unpack('>Q', rest[:8])[0]}-{rest[8:].hex()}"
+
+
 async def access_log(request: web.Request) -> web.Response:
+    """The signed reads served, newest first, a page of ``limit`` at a time: ``next`` (or
+    null at the oldest) is the ``before`` of the next page, so every entry can be reached."""
     node = request.app[NODE_KEY]
     limit = _limit(request)
+    start = _access_start(request.query.get("before"))
     await node.authorize_read(request, ("auditor",))
-    entries = []
-    for _, raw in node.chain.store.iter_index(INDEX_PREFIX, reverse=True):
-        entries.append(decode_value(raw))
-        if len(entries) >= limit:
+    entries: list[Any] = []
+    last = b""
+    more = False
+    for key, raw in node.chain.store.iter_index(INDEX_PREFIX, start=start, reverse=True):
+        if key == start:
+            continue
+        if len(entries) == limit:
+            more = True
             break
-    return reply(request, {"entries": entries})
+        entries.append(decode_value(raw))
+        last = key
+    return reply(request, {"entries": entries, "next": _access_cursor(last) if more else None})
 
 
 GOV_OPENAPI: dict[str, Any] = {
@@ -132,8 +168,10 @@ GOV_OPENAPI: dict[str, Any] = {
     "/v1/orgs/{uscc}": {"get": op("One organisation with its keys and roles",
                                    [("uscc", "path")])},
     "/v1/accounts/{key}": {"get": op("An account (key) with its roles", [("key", "path")])},
-    "/v1/access-log": {"get": op("Signed reads served (auditor, signed read; logged)",
-                                  [("limit", "query"), ("X-Govledger-Read", "header")],
+    "/v1/access-log": {"get": op("Signed reads served, newest first, paged by before=next "
+                                  "(auditor, signed read; logged)",
+                                  [("limit", "query"), ("before", "query"),
+                                   ("X-Govledger-Read", "header")],
                                   statuses=(200, 400, 401, 403, 409, 503))},
 }
 

@@ -250,3 +250,46 @@ def test_signed_reads_at_the_node(net: tuple[Path, str, NodeThread]) -> None:
             break
         assert time.monotonic() < deadline, entries
         time.sleep(0.2)
+
+
+def test_the_whole_access_log_can_be_paged_through(net: tuple[Path, str, NodeThread],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Goal: an auditor reaches every entry of the access log, not only the newest 500: a
+    page's ``next`` cursor gives the entries older than it, no entry twice or missed, even
+    as the paging reads themselves are logged on top; a block height pages from there;
+    a malformed cursor is a usage error that says what a cursor is. Method: make reads
+    until the log holds at least 7 entries; page through it 2 at a time with the CLI;
+    compare with one page of all of it taken before."""
+    directory, url, _ = net
+    auditor = key_of(directory, "sjj")
+    client = Client(url, key=load_private_key_file(auditor, "sm"))
+    deadline = time.monotonic() + 30
+    while len(client.get("/v1/access-log", {"limit": "500"}, signed=True)["entries"]) < 8:
+        assert time.monotonic() < deadline, "signed reads were not logged"
+        time.sleep(0.2)
+    everything = client.get("/v1/access-log", {"limit": "500"}, signed=True)
+    assert everything["next"] is None
+    paged: list[Any] = []
+    code, page = run_json(capsys, url, "audit", "access-log", "--limit", "2", "--key", auditor)
+    newest = everything["entries"][0]
+    while True:
+        assert code == 0 and len(page["entries"]) <= 2
+        paged += page["entries"]
+        if page["next"] is None:
+            break
+        code, page = run_json(capsys, url, "audit", "access-log", "--limit", "2",
+                              "--before", page["next"], "--key", auditor)
+    # The first page began above the reads logged since; from `newest` down, the same log.
+    start = [e["tx_id"] for e in paged].index(newest["tx_id"])
+    assert [e["tx_id"] for e in paged[start:]] == [e["tx_id"] for e in everything["entries"]]
+    height = everything["entries"][2]["height"]
+    code, older = run_json(capsys, url, "audit", "access-log", "--before", str(height),
+                           "--limit", "500", "--key", auditor)
+    assert code == 0 and older["entries"] and all(e["height"] < height
+                                                  for e in older["entries"])
+    assert older["entries"] == [e for e in everything["entries"] if e["height"] < height]
+    code, out, _ = run(capsys, url, "audit", "access-log", "--limit", "1", "--key", auditor)
+    assert code == 0 and "older entries: --before " in out
+    code, _, err = run(capsys, url, "audit", "access-log", "--before", "12-abc",
+                       "--key", auditor)
+    assert code == 2 and "before must be a block height, or the next cursor" in err
