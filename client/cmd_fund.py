@@ -41,6 +41,7 @@ from ledger.ids import IdentifierError, validate_citizen_id, validate_uscc
 from ledger.privacy import CONSORTIUM_KEY_FILE, holder_hash
 
 _T = TypeVar("_T")
+PAYMENTS_PAGE = 5000  # the node's largest page of one payee's payments
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -389,6 +390,28 @@ def run_totals(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_OK
 
 
+def _all_payments(client: Client, payee: str) -> dict[str, Any]:
+    """Every payment to ``payee``, page after page (each a signed read, logged), so that
+    the total is the payee's whole total, not the first page's."""
+    query = {"limit": str(PAYMENTS_PAGE)}
+    data: dict[str, Any] | None = None
+    while True:
+        try:
+            page = client.get(f"/v1/payees/{payee}/payments", query, signed=True)
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
+        if data is None:
+            data = page
+        else:
+            data["payments"] += page["payments"]
+            data["count"] += page["count"]
+            data["amount"] += page["amount"]
+        if page.get("next") is None:
+            data["truncated"], data["next"] = False, None
+            return data
+        query["after"] = str(page["next"])
+
+
 def run_payments(args: argparse.Namespace, ctx: Context) -> int:
     client = ctx.client(need_key=True)
     if args.payee_uscc:
@@ -404,10 +427,7 @@ def run_payments(args: argparse.Namespace, ctx: Context) -> int:
         assert client.key is not None
         digest = holder_hash(client.key.suite, _consortium_key(args), number)
         payee = payee_key_for_hash(digest)[1:]
-    try:
-        data = client.get(f"/v1/payees/{payee}/payments", signed=True)
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
+    data = _all_payments(client, payee)
     ctx.emit(data, lambda: ctx.table(
         "payments", ["payment", "from", "org", "amount", "value date", "purpose"],
         [(p["flow_id"][:16] + "…", p["from"], p["org"], yuan(p["amount"]), p["value_date"],

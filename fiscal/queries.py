@@ -56,6 +56,7 @@ from fiscal.model import (
     in_prefix,
     out_prefix,
     payee_prefix,
+    seq_bytes,
     voucher_key,
     yuan,
 )
@@ -359,14 +360,19 @@ def balance_sheet(reader: Reader, tag: str, limit: int = FUNDS_MAX) -> dict[str,
 # -- payees, totals, alerts ----------------------------------------------------------------------
 
 
-def payments_to(reader: Reader, payee: str, limit: int = 500) -> dict[str, Value]:
-    """Every payment to one payee (``U<USCC>`` or ``H<hmac hex>``), across departments and
-    years, oldest first, with the total."""
+def payments_to(reader: Reader, payee: str, limit: int = 500, after: int | None = None
+                ) -> dict[str, Value]:
+    """Payments to one payee (``U<USCC>`` or ``H<hmac hex>``), across departments and
+    years, oldest first, ``limit`` at a time, with the page's count and amount. ``next``
+    (None on the last page) is the ``after`` of the next page: the payment sequence number
+    of this page's last payment, so newer payments never move what a page holds."""
     payments: list[Value] = []
-    total, truncated = 0, False
-    for _, flow_id in reader.iter_index(payee_prefix(payee)):
+    total, more, last = 0, False, None
+    prefix = payee_prefix(payee)
+    start = None if after is None else prefix + seq_bytes(after + 1)
+    for key, flow_id in reader.iter_index(prefix, start=start):
         if len(payments) >= limit:
-            truncated = True
+            more = True
             break
         record = flow(reader, flow_id)
         if record is None:
@@ -375,8 +381,9 @@ def payments_to(reader: Reader, payee: str, limit: int = 500) -> dict[str, Value
         assert isinstance(amount, int)
         total += amount
         payments.append(public_flow(record))
+        last = int.from_bytes(key[len(prefix):], "big")
     return {"payee": payee, "payments": payments, "count": len(payments), "amount": total,
-            "truncated": truncated}
+            "truncated": more, "next": last if more else None}
 
 
 def totals(reader: Reader, by: str, prefix: str = "") -> dict[str, Value]:

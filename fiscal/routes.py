@@ -18,9 +18,10 @@ Signed reads (:mod:`ledger.reads`; each is committed to the ledger as an
   role, or a finance officer of an organisation holding ``tag`` or a fund above it;
 - ``GET /v1/payments/{payment_id}`` — one payment with the boxes sealed to the audit
   office (auditor, or a finance officer of the paying organisation);
-- ``GET /v1/payees/{payee}/payments`` — every payment to one payee, ``payee`` being a
-  USCC or the 64-hex HMAC of an ID number (never the number: a signed read is stored
-  on the ledger with its query) — auditor;
+- ``GET /v1/payees/{payee}/payments`` (``?limit=&after=``) — every payment to one
+  payee, oldest first, a page at a time (``next`` is the next page's ``after``),
+  ``payee`` being a USCC or the 64-hex HMAC of an ID number (never the number: a signed
+  read is stored on the ledger with its query) — auditor;
 - ``GET /v1/alerts`` (``?rule=&limit=&before=``) — red-flag alerts: all of them for an
   auditor, those naming its organisation for a finance officer.
 """
@@ -199,6 +200,7 @@ async def get_payee_payments(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["payee"]
     limit = int_query(request, "limit", 500, 1, 5000)
+    after = int_query(request, "after", 0, 0, 2**62) if "after" in request.query else None
     if FLOW_ID_RE.fullmatch(text):
         payee = payee_key_for_hash(bytes.fromhex(text))
     else:
@@ -208,7 +210,7 @@ async def get_payee_payments(request: web.Request) -> web.Response:
             raise InputError(f"payee must be a USCC or the 64-hex HMAC of an ID number "
                              f"(never the number itself): {exc}") from None
     await node.authorize_read(request, ("auditor",))
-    return reply(request, queries.payments_to(node.chain.store, payee, limit))
+    return reply(request, queries.payments_to(node.chain.store, payee, limit, after))
 
 
 async def get_alerts(request: web.Request) -> web.Response:
@@ -243,8 +245,10 @@ OPENAPI: dict[str, Any] = {
         "One payment with the payee data sealed to the audit office (signed read)",
         [("payment_id", "path"), ("X-Govledger-Read", "header")], statuses=SIGNED)},
     "/v1/payees/{payee}/payments": {"get": op(
-        "All payments to one payee: USCC, or the HMAC of an ID number (signed read: auditor)",
-        [("payee", "path"), ("limit", "query"), ("X-Govledger-Read", "header")],
+        "All payments to one payee: USCC, or the HMAC of an ID number (signed read: auditor); "
+        "oldest first, paged by after=next",
+        [("payee", "path"), ("limit", "query"), ("after", "query"),
+         ("X-Govledger-Read", "header")],
         statuses=SIGNED)},
     "/v1/fiscal/totals": {"get": op("Payments summed by function code or fiscal region",
                                     [("by", "query"), ("prefix", "query")],

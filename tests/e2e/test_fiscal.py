@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from client import cmd_fund
 from client.cli import main as govledger
 from client.sdk import Client, NodeError, request
 from fiscal.samples import CANGSHAN, COMMITTEE, GULOU, enrol
@@ -69,8 +70,8 @@ def key_path(net: LocalNet, slug: str) -> str:
     return str(net.dir / org(net, slug)["key"])
 
 
-def test_fiscal_oversight_end_to_end(net: LocalNet, capsys: pytest.CaptureFixture[str]
-                                     ) -> None:
+def test_fiscal_oversight_end_to_end(net: LocalNet, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Goal: the issue's whole "Done when" scenario on real node processes.
     Method: the committee enrols two district finance bureaus; every money movement and
     query then goes through the govledger CLI with --json, checking exit codes, exact
@@ -191,6 +192,14 @@ def test_fiscal_oversight_end_to_end(net: LocalNet, capsys: pytest.CaptureFixtur
     code, alerts = cli("audit", "alerts", "--rule", "split_payment", "--key", auditor)
     assert code == 0 and alerts["alerts"][0]["details"]["total_fen"] == 12_000_000
     assert len(alerts["alerts"][0]["flows"]) == 3
+    # All of one payee's payments and their whole total, however many pages they take.
+    monkeypatch.setattr(cmd_fund, "PAYMENTS_PAGE", 3)
+    code, found = cli("fund", "payments", "--payee-uscc", mjjs, "--key", auditor)
+    assert code == 0 and (found["count"], found["amount"]) == (4, 27_000_000), found
+    assert len({p["flow_id"] for p in found["payments"]}) == 4 and found["next"] is None
+    page = Client(urls[1], key=load_private_key_file(auditor, suite)).get(
+        f"/v1/payees/{mjjs}/payments", {"limit": "3"}, signed=True)
+    assert page["count"] == 3 and page["truncated"] and page["next"] is not None
 
     # A non-auditor is refused the trail; the auditor's queries are in the access log.
     code, out = cli("fund", "trail", gulou_tag, "--key", cangshan)

@@ -142,6 +142,17 @@ def test_payments_to_one_payee_across_departments_and_years(
     assert {p["org"] for p in found["payments"]} == {DISTRICT_A, "11350104MB2F000400", CITY}
     assert queries.payments_to(fc.store, "U" + ENTERPRISE_2)["amount"] == 3_000_000
     assert queries.payments_to(fc.store, "H" + "00" * 32)["payments"] == []
+    pages, after = [], None
+    while True:  # a page at a time: the same payments, each once, and the amounts add up
+        page = queries.payments_to(fc.store, "U" + ENTERPRISE_1, limit=2, after=after)
+        pages.append(page)
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [[p["flow_id"] for p in page["payments"]] for page in pages] == [  # type: ignore
+        [ids["p1"], ids["p3"]], [ids["p4"]]]
+    assert [page["truncated"] for page in pages] == [True, False]
+    assert sum(page["amount"] for page in pages) == 17_700_000  # type: ignore[misc]
 
 
 def test_totals_by_function_code_and_region_prefix(
