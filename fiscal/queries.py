@@ -79,7 +79,8 @@ class Reader(Protocol):
     def iter_index(self, prefix: bytes, start: bytes | None = None, reverse: bool = False
                    ) -> Iterator[tuple[bytes, bytes]]: ...
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def iter_state(self, prefix: bytes, start: bytes | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 def _map(raw: bytes, what: str) -> dict[str, Value]:
@@ -409,7 +410,8 @@ def alerts(reader: Reader, rule: str | None = None, org: str | None = None, limi
            before: int | None = None) -> dict[str, Value]:
     """Red-flag alerts, newest first: all, by rule, naming one organisation, or both.
 
-    ``before`` (an alert id) pages backwards: only alerts with smaller ids.
+    ``before`` (an alert id) pages backwards: only alerts with smaller ids, read from
+    there (keys hold ``INV - id``, so older is further on), not past every newer one.
     """
     if rule is not None:
         prefix, by_id = rules.ALERT_RULE_PREFIX + rule.encode() + b"\0", True
@@ -419,7 +421,8 @@ def alerts(reader: Reader, rule: str | None = None, org: str | None = None, limi
         prefix, by_id = rules.ALERT_PREFIX, False
     out: list[Value] = []
     truncated = False
-    for key, raw in reader.iter_state(prefix):
+    start = None if before is None else prefix + rules.inv_bytes(before - 1)
+    for key, raw in reader.iter_state(prefix, start):
         alert_id = rules.INV - int.from_bytes(key[-8:], "big")
         if before is not None and alert_id >= before:
             continue

@@ -210,8 +210,10 @@ class Store(Protocol):
         """Index entries whose key starts with ``prefix``, in key order (from ``start``)."""
         ...
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Latest state entries whose key starts with ``prefix``, in key order."""
+    def iter_state(self, prefix: bytes, start: bytes | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]:
+        """Latest state entries whose key starts with ``prefix``, in key order (from
+        ``start``)."""
         ...
 
     def append(self, commit: BlockCommit) -> None:
@@ -346,8 +348,9 @@ class MemoryStore:
     ) -> Iterator[tuple[bytes, bytes]]:
         yield from _scan(self._index_keys, self.index, prefix, start, reverse)
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        yield from _scan(self._state_keys, self.state, prefix, None, False)
+    def iter_state(self, prefix: bytes, start: bytes | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]:
+        yield from _scan(self._state_keys, self.state, prefix, start, False)
 
     def append_many(self, commits: list[BlockCommit]) -> None:
         prev = self.headers[-1] if self.headers else None
@@ -539,8 +542,9 @@ class LevelDBStore:
     ) -> Iterator[tuple[bytes, bytes]]:
         yield from self._iter(b"x:", prefix, start, reverse)
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        yield from self._iter(b"s:", prefix, None, False)
+    def iter_state(self, prefix: bytes, start: bytes | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]:
+        yield from self._iter(b"s:", prefix, start, False)
 
     def _iter(self, space: bytes, prefix: bytes, start: bytes | None,
               reverse: bool) -> Iterator[tuple[bytes, bytes]]:

@@ -211,8 +211,9 @@ class CountingReader:
             self.scanned += 1
             yield item
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for item in self.store.iter_state(prefix):
+    def iter_state(self, prefix: bytes, start: bytes | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]:
+        for item in self.store.iter_state(prefix, start):
             self.scanned += 1
             yield item
 
@@ -243,6 +244,49 @@ def test_query_cost_follows_the_answer_not_the_ledger() -> None:
     fc.block([fc.tx("district_a", PAY_TX, payment(big["district_a"], 1_000 + i))
               for i in range(100)])
     assert cost() == before
+
+
+def test_a_page_of_older_alerts_costs_the_page_not_the_newer_alerts() -> None:
+    """Goal: paging back through alerts (``before``) reads from that alert on, so the
+    cost of a page does not grow with the alerts raised since; pages put together are the
+    whole list. Method: payments dated in the future raise payment_date alerts; read the
+    two oldest a page at a time, by rule and in all, with 3 and then 40 alerts newer than
+    them, counting the keys scanned."""
+    fc = FiscalChain()
+    tags = tree(fc, "ALERTS")
+
+    def pay_future(n: int) -> None:
+        fc.block([fc.tx("district_a", PAY_TX, payment(tags["district_a"], 100 + i,
+                                                      value_date="2026-01-09"))
+                  for i in range(n)])
+
+    pay_future(5)
+    ids = [a["id"] for a in queries.alerts(fc.store, "payment_date")["alerts"]]  # type: ignore
+    assert len(ids) == 5 and ids == sorted(ids, reverse=True)
+
+    def page_cost() -> list[tuple[int, list[Any]]]:
+        out = []
+        for rule in ("payment_date", None):
+            reader = CountingReader(fc.store)  # type: ignore[arg-type]
+            page = queries.alerts(reader, rule, limit=1, before=ids[3])["alerts"]
+            out.append((reader.scanned, [a["id"] for a in page]))  # type: ignore
+        return out
+
+    few = page_cost()
+    every_id = [a["id"] for a in queries.alerts(fc.store)["alerts"]]  # type: ignore
+    assert [p for _, p in few] == [[ids[4]], [max(i for i in every_id if i < ids[3])]]
+    pay_future(40)
+    assert page_cost() == few
+    everything = queries.alerts(fc.store, "payment_date", limit=1000)["alerts"]
+    paged: list[Any] = []
+    before = None
+    while True:
+        page = queries.alerts(fc.store, "payment_date", limit=7, before=before)
+        paged += page["alerts"]  # type: ignore[arg-type]
+        if not page["truncated"]:
+            break
+        before = paged[-1]["id"]
+    assert paged == everything and len(paged) == 45
 
 
 def test_the_tree_read_in_range_scans_is_the_tree_walked_fund_by_fund(

@@ -80,13 +80,14 @@ def test_blocks_results_and_index_read_back(store: Store, devnet: Devnet) -> Non
 
 
 def test_index_scans_respect_prefix_start_and_order(store: Store, devnet: Devnet) -> None:
-    """Goal: applications can page through their indexes. Method: write index keys through a
-    handler, then scan with a prefix, a start key and in reverse."""
+    """Goal: applications can page through their indexes and state. Method: write index and
+    state keys through a handler, then scan with a prefix, a start key and in reverse."""
     registry = ledger_registry()
 
     def put(ctx):  # type: ignore[no-untyped-def]
         for k in ctx.tx.payload["keys"]:
             ctx.index.put(k, b"v" + k)
+            ctx.state.put(b"test/" + k, b"s" + k)
 
     registry.register("test.index", put)
     chain = Chain(store, devnet.genesis, registry)
@@ -99,6 +100,9 @@ def test_index_scans_respect_prefix_start_and_order(store: Store, devnet: Devnet
     assert [k for k, _ in store.iter_index(b"a/", reverse=True)] == [b"a/3", b"a/2", b"a/1"]
     assert [k for k, _ in store.iter_index(b"a/", start=b"a/2", reverse=True)] == [b"a/2", b"a/1"]
     assert store.get_index(b"b/1") == b"vb/1"
+    assert [k for k, _ in store.iter_state(b"test/a/", start=b"test/a/2")] == [
+        b"test/a/2", b"test/a/3"]
+    assert [k for k, _ in store.iter_state(b"test/a/", start=b"test/a/9")] == []
 
 
 def test_append_must_extend_the_head(store: Store, devnet: Devnet) -> None:
