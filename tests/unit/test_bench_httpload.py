@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
 from bench.httpload import HttpError, Pool, post_request
+
+
+def run_bounded(scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run ``scenario`` for at most SCENARIO_S seconds. Once (one full suite in many) the
+    connection-loss scenario waited with nothing left to wake it; bounded, such a stall is
+    a failure that names where it stood instead of the suite's ten-minute timeout."""
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), SCENARIO_S))
+    except TimeoutError:
+        pytest.fail(f"the scenario did not finish in {SCENARIO_S} s: {STAGE}")
+
+
+SCENARIO_S = 60
+STAGE: list[str] = []
 
 
 @contextlib.asynccontextmanager
@@ -22,6 +36,7 @@ async def serving(app: web.Application) -> AsyncIterator[tuple[str, Pool]]:
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}", pool
     finally:
+        STAGE.append("cleanup")
         pool.close()
         await runner.cleanup()
 
@@ -56,7 +71,7 @@ def test_answers_are_read_by_length_and_connections_reused() -> None:
             assert [a[0] for a in answers] == [202] * 5
             assert len(pool.all) == 5  # one request in flight per connection
 
-    asyncio.run(scenario())
+    run_bounded(scenario)
 
 
 def test_a_lost_connection_or_an_answer_that_is_not_json_is_an_http_error() -> None:
@@ -82,16 +97,19 @@ def test_a_lost_connection_or_an_answer_that_is_not_json_is_an_http_error() -> N
         app.router.add_post("/text", text)
         app.router.add_post("/ok", ok)
         async with serving(app) as (url, pool):
+            STAGE[:] = ["drop"]
             with pytest.raises(HttpError, match="connection closed"):
                 await pool.post_json(url, post_request(url, "/drop", b"", "text/plain"))
+            STAGE.append("text")
             with pytest.raises(HttpError, match="not JSON"):
                 await pool.post_json(url, post_request(url, "/text", b"", "text/plain"))
+            STAGE.append("ok")
             status, answer = await pool.post_json(url, post_request(url, "/ok", b"",
                                                                     "text/plain"))
             assert (status, answer) == (200, {"status": "committed"})
             assert len(pool.all) == 2  # the dropped one was not reused
 
-    asyncio.run(scenario())
+    run_bounded(scenario)
 
 
 def test_the_request_is_http_1_1_with_its_length() -> None:
