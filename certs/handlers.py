@@ -12,7 +12,9 @@ Who may act: the sender must be an active account with the ``issuer`` role
 belonging to the organisation named as issuer in the identifier, and that
 organisation must be authorised for the certificate type *at the height of
 this block* (:class:`certs.records.IssuerAuth`). The same rules, read from
-the latest committed state, are the admission pre-check (HTTP 403).
+the latest committed state, are the admission pre-check (HTTP 403); before it,
+admission checks the payload's form without any state (:func:`payload_problem`,
+HTTP 400), with the handlers' own validators and words.
 
 Payloads (canonical msgpack maps; no other keys are accepted):
 
@@ -35,11 +37,12 @@ a revocation or a renewal still fits.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import replace
 from typing import Final
 
-from certs.ids import IdentifierError, parse_cert_id, validate_uscc
+from certs.ids import CertId, IdentifierError, parse_cert_id, validate_uscc
 from certs.records import (
     HELD_MAX,
     HISTORY_MAX,
@@ -91,11 +94,12 @@ _FINAL_EVENTS: Final = frozenset({"revoke"})
 
 
 def register(registry: Registry) -> None:
-    registry.register(ISSUE_TX, issue, precheck=issue_precheck)
-    registry.register(RENEW_TX, renew, precheck=precheck)
-    registry.register(SUSPEND_TX, suspend, precheck=transition_precheck)
-    registry.register(REINSTATE_TX, reinstate, precheck=transition_precheck)
-    registry.register(REVOKE_TX, revoke, precheck=transition_precheck)
+    registry.register(ISSUE_TX, issue, precheck=issue_precheck,
+                      payload_check=functools.partial(payload_problem, ISSUE_TX))
+    for tx_type, handler in ((RENEW_TX, renew), (SUSPEND_TX, suspend),
+                             (REINSTATE_TX, reinstate), (REVOKE_TX, revoke)):
+        registry.register(tx_type, handler, precheck=precheck,
+                          payload_check=functools.partial(payload_problem, tx_type))
 
 
 # -- who may act ---------------------------------------------------------------------------
@@ -139,17 +143,36 @@ def precheck(state_get: StateGet, tx: Transaction) -> str | None:
     return issuer_problem(state_get, tx.sender, tx.payload.get("id"), None)
 
 
-def transition_precheck(state_get: StateGet, tx: Transaction) -> str | None:
-    """Admission of a suspension, reinstatement or revocation: no ID number in its reason
-    (refused before it reaches a block, where it would stay for good), then the issuer rule."""
-    return _reason_problem(tx.payload.get("reason")) or precheck(state_get, tx)
+_PAYLOAD_FIELDS: Final = {
+    ISSUE_TX: {"id", "digest", "valid_from", "valid_until", "holder", "holder_code_type"},
+    RENEW_TX: {"id", "supersedes", "digest", "valid_from", "valid_until"},
+    SUSPEND_TX: {"id", "reason"}, REINSTATE_TX: {"id", "reason"}, REVOKE_TX: {"id", "reason"},
+}
 
 
-def _reason_problem(reason: object) -> str | None:
-    return privacy.identifier_problem(
-        reason, "payload.reason",
-        hint="a reason says what happened, never whose ID number or account it was") if (
-        isinstance(reason, str)) else None
+def payload_problem(tx_type: str, payload: dict[str, Value]) -> str | None:
+    """What the handler of ``tx_type`` refuses in ``payload`` whatever the state, in its
+    words, or None: admission's stateless check (HTTP 400), so a malformed certificate
+    transaction never reaches a block (where a refused one would still stay for good)."""
+    try:
+        _fields(payload, _PAYLOAD_FIELDS[tx_type])
+        cert_id = payload["id"]
+        if not isinstance(cert_id, str):
+            return "payload.id must be a certificate identifier"
+        _canonical_id(cert_id)
+        if tx_type == ISSUE_TX:
+            _holder(payload)
+            _first_version(cert_id)
+        if tx_type in (ISSUE_TX, RENEW_TX):
+            _digest(payload)
+            _validity(payload)
+        if tx_type == RENEW_TX:
+            _supersedes(payload)
+        if tx_type in (SUSPEND_TX, REINSTATE_TX, REVOKE_TX):
+            _reason(payload)
+    except (TxRejected, IdentifierError) as exc:
+        return str(exc)
+    return None
 
 
 def issue_precheck(state_get: StateGet, tx: Transaction) -> str | None:
@@ -204,7 +227,9 @@ def _reason(payload: dict[str, Value]) -> str:
                          f"{REASON_CHARS_MAX} characters")
     if any(ord(c) < 0x20 for c in reason):
         raise TxRejected("payload.reason must not contain control characters")
-    problem = _reason_problem(reason)
+    problem = privacy.identifier_problem(
+        reason, "payload.reason",
+        hint="a reason says what happened, never whose ID number or account it was")
     if problem:
         raise TxRejected(problem)
     return reason.strip()
@@ -246,6 +271,21 @@ def _write(ctx: ExecContext, record: CertRecord, new: bool, replaces: str = "") 
     ctx.data = {"cert_id": record.id, "status": record.status}
 
 
+def _supersedes(payload: dict[str, Value]) -> str:
+    old_id = payload["supersedes"]
+    if not isinstance(old_id, str):
+        raise TxRejected("payload.supersedes must be the identifier of the version renewed")
+    return old_id
+
+
+def _first_version(cert_id: str) -> CertId:
+    cid = parse_cert_id(cert_id)
+    if cid.version != 1:
+        raise TxRejected(f"a new certificate has version 001, not {cid.version:03d}; "
+                         "later versions come from cert.renew")
+    return cid
+
+
 def _canonical_id(value: Value) -> str:
     assert isinstance(value, str)
     cid = parse_cert_id(value)
@@ -259,13 +299,10 @@ def _canonical_id(value: Value) -> str:
 
 def issue(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
-    _fields(payload, {"id", "digest", "valid_from", "valid_until", "holder", "holder_code_type"})
+    _fields(payload, _PAYLOAD_FIELDS[ISSUE_TX])
     _require_issuer(ctx)
     cert_id = _canonical_id(payload["id"])
-    cid = parse_cert_id(cert_id)
-    if cid.version != 1:
-        raise TxRejected(f"a new certificate has version 001, not {cid.version:03d}; "
-                         "later versions come from cert.renew")
+    cid = _first_version(cert_id)
     if get_cert(ctx.state.get, cert_id) is not None:
         raise TxRejected(f"certificate {cert_id} was already issued")
     holder, code_type = _holder(payload)
@@ -286,12 +323,10 @@ def issue(ctx: ExecContext) -> None:
 
 def renew(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
-    _fields(payload, {"id", "supersedes", "digest", "valid_from", "valid_until"})
+    _fields(payload, _PAYLOAD_FIELDS[RENEW_TX])
     _require_issuer(ctx)
     cert_id = _canonical_id(payload["id"])
-    old_id = payload["supersedes"]
-    if not isinstance(old_id, str):
-        raise TxRejected("payload.supersedes must be the identifier of the version renewed")
+    old_id = _supersedes(payload)
     old = get_cert(ctx.state.get, old_id)
     if old is None:
         raise TxRejected(f"no certificate {old_id} to renew")
@@ -321,7 +356,7 @@ def renew(ctx: ExecContext) -> None:
 
 def _transition(ctx: ExecContext, event: str) -> None:
     payload = ctx.tx.payload
-    _fields(payload, {"id", "reason"})
+    _fields(payload, _PAYLOAD_FIELDS[SUSPEND_TX])
     _require_issuer(ctx)
     cert_id = _canonical_id(payload["id"])
     reason = _reason(payload)

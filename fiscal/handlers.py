@@ -34,9 +34,10 @@ twice. Admission refuses it early too.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
-from fiscal import rules
+from fiscal import payloads, rules
 from fiscal.model import (
     ALLOCATE_TX,
     APPROPRIATE_TX,
@@ -96,7 +97,8 @@ def register(registry: Registry) -> None:
     handlers = {APPROPRIATE_TX: appropriate, ALLOCATE_TX: allocate, PAY_TX: pay,
                 RETURN_TX: return_funds}
     for tx_type, handler in handlers.items():
-        registry.register(tx_type, handler, precheck=precheck)
+        registry.register(tx_type, handler, precheck=precheck,
+                          payload_check=functools.partial(payloads.payload_problem, tx_type))
     registry.on_begin_block(rules.idle_hook)
     registry.register_kind(rules.PROHIBITED_KIND)
     for name in rules.CONFIG_DEFAULTS:

@@ -6,7 +6,9 @@ HTTP status, a stable code and a sentence saying what is wrong:
 1. size (413) and canonical decoding of the envelope (400);
 2. chain id (400), ``valid_until`` not already past and not further ahead
    than the chain's ``tx_valid_window_ms`` (400);
-3. a known transaction type (400);
+3. a known transaction type (400), and a payload of the form its type takes, through
+   the type's stateless payload check (400 ``bad_payload``: a field missing, unknown, or
+   of the wrong type or form), so a malformed transaction never reaches a block;
 4. not a replay: the id was never executed and is not already pending (409);
 5. the sender's permission, through the type's pre-check hook, against the
    latest committed state (403) — execution checks again at its own height;
@@ -136,6 +138,11 @@ class Admission:
         if self.registry.handler(tx.type) is None:
             raise Rejection(400, "unknown_type", f"unknown transaction type {tx.type!r}; known: "
                                                  f"{', '.join(self.registry.types())}")
+        payload_check = self.registry.payload_check(tx.type)
+        if payload_check is not None:
+            problem = payload_check(tx.payload)
+            if problem:
+                raise Rejection(400, "bad_payload", problem)
         if executed(tx_id):
             raise Rejection(409, "duplicate", "this transaction was already executed")
         if pending(tx_id):

@@ -96,6 +96,10 @@ BeginBlockHook = Callable[[StateView, int, int], None]
 # Admission's early permission check: the reason to refuse the sender (HTTP 403), or None.
 # It reads the latest committed state; execution re-checks everything at its own height.
 Precheck = Callable[[StateGet, Transaction], str | None]
+# Admission's stateless look at a payload: what execution would refuse in it whatever the
+# state (a missing field, a value of the wrong type or form; HTTP 400), or None. Execution
+# checks the same again: a primary may propose what no admission saw.
+PayloadCheck = Callable[[dict[str, Value]], str | None]
 # A rule for every transaction's sender at a block height (None: the next block).
 SenderCheck = Callable[[StateGet, bytes, int | None], str | None]
 
@@ -125,6 +129,7 @@ class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._prechecks: dict[str, Precheck] = {}
+        self._payload_checks: dict[str, PayloadCheck] = {}
         self._begin_hooks: list[BeginBlockHook] = []
         self._genesis_hooks: list[GenesisHook] = []
         self._sender_checks: list[SenderCheck] = []
@@ -161,14 +166,20 @@ class Registry:
             writes.update(hook(genesis))
         return writes
 
-    def register(self, tx_type: str, handler: Handler, precheck: Precheck | None = None) -> None:
+    def register(self, tx_type: str, handler: Handler, precheck: Precheck | None = None,
+                 payload_check: PayloadCheck | None = None) -> None:
         assert tx_type not in self._handlers, f"{tx_type} registered twice"
         self._handlers[tx_type] = handler
         if precheck is not None:
             self._prechecks[tx_type] = precheck
+        if payload_check is not None:
+            self._payload_checks[tx_type] = payload_check
 
     def precheck(self, tx_type: str) -> Precheck | None:
         return self._prechecks.get(tx_type)
+
+    def payload_check(self, tx_type: str) -> PayloadCheck | None:
+        return self._payload_checks.get(tx_type)
 
     def on_begin_block(self, hook: BeginBlockHook) -> None:
         self._begin_hooks.append(hook)

@@ -334,3 +334,39 @@ def test_a_node_with_a_full_queue_refuses_transactions_before_checking_them(
         assert len(checked) == 4 and len(node.replica.mempool) == 4
     finally:
         runner.stop()
+
+
+def test_a_malformed_payload_is_refused_at_admission_and_never_pooled(tmp_path: Path) -> None:
+    """Goal: a transaction whose payload its type can never take (a field missing, of the
+    wrong type or form) is a 400 naming the field when submitted, not an accepted
+    transaction that then sits on the ledger for good as a failed one. Method: a
+    certificate issue with the digest as text, a payment with the amount as text and a
+    suspension without a reason, signed by keys that may send them; the node's pool
+    afterwards."""
+    from ledger.codec import encode
+    from ledger.crypto import load_private_key_file
+    from ledger.tx import make_tx
+
+    with one_node_network(tmp_path, "govledger-shape", TIME_MS) as (url, runner):
+        until = int(time.time() * 1000) + 3_600_000
+        cases = [
+            ("scjgj", "cert.issue", {
+                "id": "1.2.156.3005.2.11100000MB1F000067001.11350100MB1F000149.T1.001.I",
+                "digest": "ab" * 32, "valid_from": "2026-01-01", "valid_until": "长期",
+                "holder": "91350100MA2Y0001X9", "holder_code_type": "001"},
+             "payload.digest must be the 32-byte hash of the document"),
+            ("czj", "fiscal.pay", {"from": "FJ2026-ZD-0001", "amount": "100", "purpose": "x",
+                                  "function_code": "2080299", "value_date": "2026-01-01",
+                                  "payee_uscc": "91350100MA2Y0001X9"},
+             "amount"),
+            ("scjgj", "cert.suspend", {"id": "x"}, "payload lacks reason"),
+        ]
+        for n, (who, tx_type, payload, says) in enumerate(cases):
+            key = load_private_key_file(tmp_path / "keys" / f"{who}.pem", "sm")
+            tx = make_tx(key, "govledger-shape", tx_type, payload, n + 1, until)  # type: ignore[arg-type]
+            status, _, body = call(url, "POST", "/v1/tx", encode(tx),
+                                   {"Content-Type": "application/msgpack"})
+            answer = json.loads(body)
+            assert (status, answer["error"]) == (400, "bad_payload"), (tx_type, answer)
+            assert says in answer["detail"], answer
+        assert len(runner.node.replica.mempool) == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from certs import queries
-from certs.handlers import issue_precheck, precheck, transition_precheck
+from certs.handlers import issue_precheck, payload_problem, precheck
 from certs.ids import format_cert_id, parse_cert_id
 from certs.issuing import issue_payload, renew_payload
 from certs.records import (
@@ -279,14 +279,38 @@ def test_admission_refuses_an_identifier_already_issued(net: CertNet) -> None:
     ({"holder": "91350100MA2Y0001X0"}, "payload.holder"),
     ({"extra": 1}, "unknown payload field(s): extra"),
     ({"id": "1.2.156.3005.2.11100000MB1F000067001.11350100MB1F000149.T1.002.X"}, "check"),
+    ({"digest": "ab" * 32}, "payload.digest must be the 32-byte hash"),
+    ({"valid_until": None}, "valid_until"),
+    ({"id": 7}, "payload.id must be a certificate identifier"),
 ])
 def test_issue_payload_validation(net: CertNet, change: dict[str, Value], reason: str) -> None:
-    """Goal: every malformed issue payload fails with a reason naming the bad part.
-    Method: a correct payload with one field changed."""
+    """Goal: every malformed issue payload fails with a reason naming the bad part — at
+    admission already (its stateless payload check, HTTP 400), in the very words
+    execution uses, so it never reaches a block. Method: a correct payload with one field
+    changed; the payload check, then the block."""
     doc = net.document()
     payload = {**issue_payload(net.suite, doc, None), **change}
+    problem = payload_problem("cert.issue", payload)
     result = net.send("scjgj", "cert.issue", payload)
     assert not result.ok and reason in result.reason, result.reason
+    assert problem == result.reason
+
+
+@pytest.mark.parametrize(("tx_type", "payload", "reason"), [
+    ("cert.suspend", {"id": "x"}, "payload lacks reason"),
+    ("cert.revoke", {"id": "x", "reason": "r", "why": "?"}, "unknown payload field(s): why"),
+    ("cert.revoke", {"id": "x", "reason": "r"}, "identifier"),
+    ("cert.reinstate", {"id": None, "reason": "r"}, "payload.id must be a certificate"),
+    ("cert.renew", {"id": None, "supersedes": "", "digest": b"", "valid_from": "",
+                    "valid_until": ""}, "payload.id must be a certificate identifier"),
+])
+def test_admission_names_a_malformed_payload_of_every_type(tx_type: str,
+                                                           payload: dict[str, Value],
+                                                           reason: str) -> None:
+    """Goal: each certificate transaction type has its payload's form checked at
+    admission. Method: a missing, an unknown and a wrongly typed field."""
+    problem = payload_problem(tx_type, payload)
+    assert problem is not None and reason in problem, problem
 
 
 def test_issue_twice_and_version_two_are_refused(net: CertNet) -> None:
@@ -330,15 +354,14 @@ def test_a_reason_with_an_id_number_is_refused_before_it_reaches_a_block(net: Ce
     reason; a reason with a short number (a case file) passes both."""
     doc, _ = net.issue()
     payload: dict[str, Value] = {"id": doc.cert_id, "reason": f"持证人 {CITIZEN} 申请注销"}
-    tx = net.tx("scjgj", "cert.suspend", payload)
-    problem = transition_precheck(net.chain.state_get, tx)
+    problem = payload_problem("cert.suspend", payload)
     assert problem is not None and "payload.reason contains a run of 18 digits" in problem
     result = net.act("suspend", doc.cert_id, reason=str(payload["reason"]))
     assert not result.ok and "looks like an ID number" in result.reason
     record = get_cert(net.chain.state_get, doc.cert_id)
     assert record is not None and record.status == VALID
     fine: dict[str, Value] = {"id": doc.cert_id, "reason": "依据（2026）闽0102行初123号判决"}
-    assert transition_precheck(net.chain.state_get, net.tx("scjgj", "cert.suspend", fine)) is None
+    assert payload_problem("cert.suspend", fine) is None
     assert net.act("suspend", doc.cert_id, reason=str(fine["reason"])).ok
 
 
