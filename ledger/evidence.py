@@ -15,7 +15,7 @@ transaction naming the height of the first anchor.
 from __future__ import annotations
 
 from ledger import acl
-from ledger.codec import decode_value, encode_value
+from ledger.codec import Value, decode_value, encode_value
 from ledger.errors import TxRejected
 from ledger.execution import ExecContext, Registry, StateGet
 from ledger.tx import Transaction
@@ -31,7 +31,8 @@ def evidence_key(digest: bytes) -> bytes:
 
 
 def register(registry: Registry) -> None:
-    registry.register(TX_TYPE, anchor, precheck=_registered_sender)
+    registry.register(TX_TYPE, anchor, precheck=_registered_sender,
+                      payload_check=payload_problem)
 
 
 def _registered_sender(state_get: StateGet, tx: Transaction) -> str | None:
@@ -40,8 +41,16 @@ def _registered_sender(state_get: StateGet, tx: Transaction) -> str | None:
     return None
 
 
-def anchor(ctx: ExecContext) -> None:
-    payload = ctx.tx.payload
+def payload_problem(payload: dict[str, Value]) -> str | None:
+    """What :func:`anchor` refuses in ``payload`` whatever the state (admission's 400)."""
+    try:
+        _digest_and_label(payload)
+    except TxRejected as exc:
+        return str(exc)
+    return None
+
+
+def _digest_and_label(payload: dict[str, Value]) -> tuple[bytes, str]:
     digest, label = payload.get("digest"), payload.get("label", "")
     unknown = sorted(set(payload) - {"digest", "label"})
     if unknown:
@@ -52,6 +61,11 @@ def anchor(ctx: ExecContext) -> None:
         raise TxRejected(f"payload.label must be a string of at most {LABEL_MAX} characters")
     if any(ord(c) < 0x20 for c in label):
         raise TxRejected("payload.label must not contain control characters")
+    return digest, label
+
+
+def anchor(ctx: ExecContext) -> None:
+    digest, label = _digest_and_label(ctx.tx.payload)
     account = acl.get_account(ctx.state.get, ctx.sender)
     if account is None:
         raise TxRejected("sender is not a registered account")

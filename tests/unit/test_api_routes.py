@@ -340,9 +340,9 @@ def test_a_malformed_payload_is_refused_at_admission_and_never_pooled(tmp_path: 
     """Goal: a transaction whose payload its type can never take (a field missing, of the
     wrong type or form) is a 400 naming the field when submitted, not an accepted
     transaction that then sits on the ledger for good as a failed one. Method: a
-    certificate issue with the digest as text, a payment with the amount as text and a
-    suspension without a reason, signed by keys that may send them; the node's pool
-    afterwards."""
+    certificate issue with the digest as text, a payment with the amount as text, a
+    suspension without a reason and an anchor of a 5-byte digest, signed by keys that
+    may send them; the node's pool afterwards."""
     from ledger.codec import encode
     from ledger.crypto import load_private_key_file
     from ledger.tx import make_tx
@@ -360,6 +360,7 @@ def test_a_malformed_payload_is_refused_at_admission_and_never_pooled(tmp_path: 
                                   "payee_uscc": "91350100MA2Y0001X9"},
              "amount"),
             ("scjgj", "cert.suspend", {"id": "x"}, "payload lacks reason"),
+            ("slkj", "evidence.anchor", {"digest": b"short"}, "payload.digest must be 16..64"),
         ]
         for n, (who, tx_type, payload, says) in enumerate(cases):
             key = load_private_key_file(tmp_path / "keys" / f"{who}.pem", "sm")
