@@ -20,9 +20,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from client.cli import EXIT_OK, Context, UsageError, consortium_key, tx_outcome
+from client.cli import EXIT_OK, EXIT_REJECTED, Context, UsageError, consortium_key, tx_outcome
 from client.sdk import Client
-from fiscal import payloads, queries
+from fiscal import payloads, proofs, queries
 from fiscal.model import (
     ALLOCATE_TX,
     APPROPRIATE_TX,
@@ -36,7 +36,8 @@ from fiscal.model import (
 from fiscal.payee import person_payee
 from ledger.codec import Value
 from ledger.crypto import PrivateKey
-from ledger.errors import InputError
+from ledger.errors import InputError, ProofError
+from ledger.genesis import load_genesis
 from ledger.ids import IdentifierError, validate_citizen_id, validate_uscc
 from ledger.privacy import CONSORTIUM_KEY_FILE, holder_hash
 
@@ -168,9 +169,13 @@ def add_parser(sub: Any) -> None:
     q.set_defaults(handler=run_trail)
 
     q = fs.add_parser("balance", help="balance sheet of a fund and everything below it",
-                      epilog="Example: govledger fund balance FJ2026-ZD-0001")
+                      epilog="Example: govledger fund balance FJ2026-ZD-0001\n"
+                             "         govledger fund balance FJ2026-ZD-0001 --genesis "
+                             "genesis.json   # checked here, trusting no node")
     q.add_argument("tag", type=_tag, metavar="TAG")
     q.add_argument("--format", choices=("table", "json", "dot"), default="table")
+    q.add_argument("--genesis", help="the network's genesis.json: fetch the fund records "
+                                     "with their proofs and compute the sheet here")
     _json_flag(q)
     q.set_defaults(handler=run_balance)
 
@@ -349,7 +354,20 @@ def _node_label(trail: dict[str, Any], node: str) -> str:
 
 
 def run_balance(args: argparse.Namespace, ctx: Context) -> int:
-    sheet = ctx.client().get(f"/v1/funds/{args.tag}/balance")
+    title = f"balance sheet of {args.tag}"
+    sheet: dict[str, Any]
+    if args.genesis:
+        genesis = load_genesis(args.genesis)
+        raw = ctx.client().get_bytes(f"/v1/funds/{args.tag}/proof")
+        try:
+            proven, height = proofs.verified_balance_sheet(genesis, raw, args.tag)
+        except ProofError as exc:
+            ctx.err.print(f"[red]INVALID:[/red] the node's balance proof does not verify: {exc}")
+            return EXIT_REJECTED
+        sheet = {**proven, "verified_height": height}
+        title += f" (verified at block {height} against {args.genesis})"
+    else:
+        sheet = ctx.client().get(f"/v1/funds/{args.tag}/balance")
     if args.format == "dot" and not ctx.json:
         print(queries.balance_dot(sheet), end="")
         return EXIT_OK
@@ -358,8 +376,8 @@ def run_balance(args: argparse.Namespace, ctx: Context) -> int:
              yuan(r["allocated"]), yuan(r["paid"]), yuan(r["returned_out"]),
              yuan(r["balance"]), queries.percent(r["progress_bp"])) for r in sheet["rows"]]
     ctx.emit(sheet, lambda: ctx.table(
-        f"balance sheet of {args.tag}", ["fund", "holder", "region", "received", "allocated",
-                                         "spent", "returned", "unallocated", "progress"], rows))
+        title, ["fund", "holder", "region", "received", "allocated", "spent", "returned",
+                "unallocated", "progress"], rows))
     return EXIT_OK
 
 

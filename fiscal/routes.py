@@ -5,6 +5,8 @@ Public (budget transparency; no personal data in clear exists to leak):
 - ``GET /v1/funds`` (``?limit=``) — the most recent appropriations;
 - ``GET /v1/funds/{tag}`` — one fund with its sums and balance;
 - ``GET /v1/funds/{tag}/balance`` (``?format=json|dot``) — balance sheet of its subtree;
+- ``GET /v1/funds/{tag}/proof`` — the fund records that sheet reads, proven at the head
+  block, for a client to check the sheet from the genesis file (:mod:`fiscal.proofs`);
 - ``GET /v1/fiscal/totals?by=function|region&prefix=…`` — payments summed by code;
 - ``GET /v1/fiscal/seal-keys`` — auditor public keys to seal payee data to;
 - ``GET /v1/fiscal/vouchers?org=USCC&voucher=NO`` — the flow that recorded an
@@ -32,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from fiscal import queries, rules
+from fiscal import proofs, queries, rules
 from fiscal.model import (
     FLOW_ID_RE,
     VOUCHER_RE,
@@ -101,6 +103,15 @@ async def get_balance(request: web.Request) -> web.Response:
     if sheet is None:
         return error(404, "not_found", f"no fund with tag {tag}")
     return _dot(queries.balance_dot(sheet)) if fmt == "dot" else reply(request, sheet)
+
+
+async def get_balance_proof(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    tag = _tag(request)
+    bundle = proofs.balance_bundle(node.chain, tag)
+    if bundle is None:
+        return error(404, "not_found", f"no fund with tag {tag}")
+    return reply(request, bundle)
 
 
 async def get_totals(request: web.Request) -> web.Response:
@@ -236,6 +247,10 @@ OPENAPI: dict[str, Any] = {
     "/v1/funds/{tag}/balance": {"get": op(
         "Balance sheet of the fund's subtree (JSON, or Graphviz with format=dot)",
         [("tag", "path"), ("format", "query")], also=(DOT,))},
+    "/v1/funds/{tag}/proof": {"get": op(
+        "The fund records the balance sheet reads, proven at the head block (state proofs "
+        "and the certified header): the sheet checked from the genesis file alone",
+        [("tag", "path")])},
     "/v1/funds/{tag}/trail": {"get": op(
         "Forward trail, or backward trail of one payment (signed read: auditor, or the "
         "holding organisation's finance officers; logged)",
@@ -269,6 +284,7 @@ OPENAPI: dict[str, Any] = {
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/funds", list_funds)
     app.router.add_get("/v1/funds/{tag}/balance", get_balance)
+    app.router.add_get("/v1/funds/{tag}/proof", get_balance_proof)
     app.router.add_get("/v1/funds/{tag}/trail", get_trail)
     app.router.add_get("/v1/funds/{tag}", get_fund)
     app.router.add_get("/v1/payments/{payment_id}", get_payment)

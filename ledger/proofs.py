@@ -23,8 +23,12 @@ A trusted header then anchors two Merkle proofs:
 
 :class:`EvidenceProof` combines them for ``evidence.anchor``: the record of
 the digest in the state of the anchoring block, the anchoring transaction
-included in that block, and the header proof. All ``verify_*`` functions are
-pure and raise :class:`~ledger.errors.ProofError` saying which part failed.
+included in that block, and the header proof. :class:`StateBundle` carries
+the values of the state keys a query read at one certified height, each with
+its proof, so that a client can run the query itself over the proven values
+(a fund tree's balance sheet, :mod:`fiscal.proofs`) and trust no node. All
+``verify_*`` functions are pure and raise :class:`~ledger.errors.ProofError`
+saying which part failed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ledger.state import StateProof, verify_state_proof
 from ledger.tx import Transaction
 
 LINKS_MAX = 1000
+STATE_ENTRIES_MAX = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,21 @@ class EvidenceProof:
     state_proof: StateProof
     inclusion: TxInclusion
     header: HeaderProof
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    key: bytes
+    value: bytes | None  # None: the key is proven absent
+    proof: StateProof
+
+
+@dataclass(frozen=True, slots=True)
+class StateBundle:
+    """State keys' values in the state of one certified block, each proven."""
+
+    header: HeaderProof
+    entries: list[StateEntry]
 
 
 def verify_header(genesis: Genesis, hp: HeaderProof) -> ValidatorSet:
@@ -145,6 +165,22 @@ def verify_evidence(genesis: Genesis, proof: EvidenceProof, digest: bytes) -> di
     return dict(record)
 
 
+def verify_state_bundle(genesis: Genesis, bundle: StateBundle) -> dict[bytes, bytes | None]:
+    """The proven values of ``bundle``'s keys (None: proven absent) in the state of its
+    certified block. Raises ProofError."""
+    if len(bundle.entries) > STATE_ENTRIES_MAX:
+        raise ProofError(f"too many state entries ({len(bundle.entries)})")
+    verify_header(genesis, bundle.header)
+    root = bundle.header.header.state_root
+    values: dict[bytes, bytes | None] = {}
+    for entry in bundle.entries:
+        if entry.key in values:
+            raise ProofError(f"state key {entry.key!r} is in the bundle twice")
+        verify_state_proof(genesis.crypto.hash, root, entry.key, entry.value, entry.proof)
+        values[entry.key] = entry.value
+    return values
+
+
 # -- building proofs from a node's chain --------------------------------------------------
 
 
@@ -197,3 +233,18 @@ def build_evidence_proof(chain: Chain, digest: bytes) -> EvidenceProof:
         inclusion=build_tx_inclusion(chain, height, location[1]),
         header=build_header_proof(chain, height),
     )
+
+
+def build_state_bundle(chain: Chain, keys: list[bytes]) -> StateBundle:
+    """``keys``' values at the head block, each with its proof, and the head's header proof
+    (the caller reads the keys in the same turn of the event loop, so at the same head)."""
+    if len(keys) > STATE_ENTRIES_MAX:
+        raise InputError(f"a state bundle holds at most {STATE_ENTRIES_MAX} keys")
+    height = chain.store.head_height()
+    header = chain.store.get_header(height)
+    if height < 1 or header is None:
+        raise InputError("no certified block yet")
+    tree = chain.tree()
+    entries = [StateEntry(k, tree.get(header.state_root, k, height),
+                          tree.prove(header.state_root, k, height)) for k in dict.fromkeys(keys)]
+    return StateBundle(build_header_proof(chain, height), entries)

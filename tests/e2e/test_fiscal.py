@@ -173,6 +173,9 @@ def test_fiscal_oversight_end_to_end(net: LocalNet, capsys: pytest.CaptureFixtur
     assert code == 0
     assert [(r["tag"], r["balance"], r["progress_bp"]) for r in sheet["rows"]] == [
         (TAG, 10_000_000, 3550), (gulou_tag, 24_500_000, 5916), (cangshan_tag, 30_000_000, 0)]
+    # The same sheet computed here from proven fund records, trusting the genesis file only.
+    code, proven = cli("fund", "balance", TAG, "--genesis", str(net.dir / "genesis.json"))
+    assert code == 0 and proven["rows"] == sheet["rows"] and proven["verified_height"] >= 1
     code, revealed = cli("audit", "reveal", citizen_payment, "--key", auditor)
     assert code == 0 and revealed["payee"]["id_number"] == CITIZEN
     code, found = cli("fund", "payments", "--payee-id", CITIZEN, "--consortium-key",
