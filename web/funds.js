@@ -1,5 +1,5 @@
 // Fund trail (interactive tree from appropriation to payees, amounts on edges, alerts
-// highlighted, balance sheet) and the alerts page. Both are signed reads by an auditor:
+// highlighted, balance sheet, any payment traced back up to its budget) and the alerts page. Both are signed reads by an auditor:
 // the key is chosen here and used by GovSign in this page only.
 "use strict";
 (() => {
@@ -97,7 +97,10 @@
           <th>下拨 allocated</th><th>支出 paid</th><th>退回 returned</th><th>余额 balance</th><th>执行进度 progress</th></tr></thead>
           <tbody>${balance.rows.map(r => `<tr><td style="padding-left:${0.6 + r.depth * 1.2}rem"><code>${esc(r.tag)}</code></td>
             <td>${esc(r.holder_name)}</td><td>${yuan(r.received)}</td><td>${yuan(r.allocated)}</td><td>${yuan(r.paid)}</td>
-            <td>${yuan(r.returned_out)}</td><td>${yuan(r.balance)}</td><td>${(r.progress_bp / 100).toFixed(2)}%</td></tr>`).join("")}</tbody></table>`;
+            <td>${yuan(r.returned_out)}</td><td>${yuan(r.balance)}</td><td>${(r.progress_bp / 100).toFixed(2)}%</td></tr>`).join("")}</tbody></table>
+        ${backPanel(trail)}`;
+      const go = $("#back-go", out);
+      if (go) go.onclick = () => traceBack(out, tag);
       const chart = echarts.init($("#trail-chart", out));
       chart.setOption({
         tooltip: {trigger: "item", formatter: p => esc(p.name).replace("\n", "<br>")},
@@ -109,6 +112,44 @@
       window.addEventListener("resize", () => chart.resize(), {once: true});
     } catch (e) {
       out.innerHTML = `<p class="error">${esc(e.message)}</p>`;
+    }
+  }
+
+  // -- a payment traced back up to its appropriation (signed read, as the trail) ---------------
+
+  function payeeName(p) { return (p && (p.name || p.id_masked || p.uscc)) || ""; }
+  const KINDS = {zh: {APPROPRIATION: "预算下达", ALLOCATION: "下拨", RETURN: "退回"}, en: {}};
+  const kindName = k => ((KINDS[LANG] || {})[k] || k);
+
+  function backPanel(trail) {
+    const payments = trail.flows.filter(f => f.kind === "PAYMENT");
+    if (!payments.length) return "";
+    return `<h2>${esc(t("funds.back"))}</h2><div class="panel"><div class="row">
+        <select id="back-payment">${payments.map(f => `<option value="${esc(f.flow_id)}">${esc(f.from)} →
+          ${esc(payeeName(f.payee))} · ¥${esc(yuan(f.amount))} · ${esc(f.purpose || "")}</option>`).join("")}</select>
+        <button id="back-go">${esc(t("funds.back_go"))}</button></div><ol id="back-path"></ol></div>`;
+  }
+
+  async function traceBack(out, tag) {
+    const list = $("#back-path", out);
+    list.innerHTML = `<li class="muted">${esc(t("loading"))}</li>`;
+    try {
+      const back = await GovSign.signedGet(`/v1/funds/${encodeURIComponent(tag)}/trail`,
+                                           {backward: $("#back-payment", out).value});
+      const pay = back.payment;
+      const steps = [`<li data-kind="PAYMENT">${esc(t("funds.payment"))} ¥${esc(yuan(pay.amount))} →
+        ${esc(payeeName(pay.payee))} · ${esc(pay.purpose || "")} · <code>${esc(pay.from)}</code></li>`];
+      for (const step of back.path) {
+        const f = step.fund;
+        const inflows = step.inflows.map(i => `${esc(kindName(i.kind))} ¥${esc(yuan(i.amount))}` +
+          (i.from ? ` ${esc(t("funds.from"))} <code>${esc(i.from)}</code>` : "") +
+          (i.doc_no ? ` · ${esc(i.doc_no)}` : "")).join("; ");
+        steps.push(`<li data-kind="${esc(step.inflows.map(i => i.kind).join(" "))}"><code>${esc(f.tag)}</code>
+          ${esc(f.holder_name)} ← ${inflows}</li>`);
+      }
+      list.innerHTML = steps.join("");
+    } catch (e) {
+      list.innerHTML = `<li class="error">${esc(e.message)}</li>`;
     }
   }
 

@@ -129,9 +129,10 @@ def test_verify_valid_and_revoked_certificates(demo: LocalNet, page: Any) -> Non
 
 def test_fund_trail_shows_the_payees(demo: LocalNet, page: Any) -> None:
     """Goal: an auditor picks a fund tag and sees the trail down to the payees, amounts and
-    alerts, and the balance sheet; the signed read happens in the browser with the auditor's
-    key. Method: load the 审计局 key file, trace FJ2026-ZD-0001, check the graph's payees and
-    the balance rows; then open the alerts page."""
+    alerts, and the balance sheet, and traces a payment back to its budget; the signed reads
+    happen in the browser with the auditor's key. Method: load the 审计局 key file, trace
+    FJ2026-ZD-0001, check the graph's payees and the balance rows; trace the first payment
+    back (payment, the funds above it, the appropriation); then open the alerts page."""
     auditor = _org(demo, "auditor")
     page.goto(demo.url(0) + "/#/funds")
     page.set_input_files("#auditor-key", str(demo.dir / auditor["key"]))
@@ -151,6 +152,14 @@ def test_fund_trail_shows_the_payees(demo: LocalNet, page: Any) -> None:
     assert "林**" in names  # the pupil, masked
     assert page.locator("#balance tbody tr").count() >= 4
     shot(page, "fund-trail")
+    # Any payment of the trail traced back, step by step, up to its appropriation.
+    page.click("#back-go")
+    page.wait_for_selector("#back-path li[data-kind='APPROPRIATION']")
+    kinds = [page.locator("#back-path li").nth(i).get_attribute("data-kind")
+             for i in range(page.locator("#back-path li").count())]
+    assert kinds[0] == "PAYMENT" and kinds[-1] == "APPROPRIATION" and len(kinds) >= 3, kinds
+    assert "FJ2026-ZD-0001" in page.inner_text("#back-path li:last-child")
+    shot(page, "fund-trail-backward")
     page.goto(demo.url(0) + "/#/alerts")
     page.wait_for_selector("#alerts tbody tr")
     rules = {page.locator("#alerts tbody tr").nth(i).get_attribute("data-rule")
