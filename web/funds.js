@@ -16,11 +16,13 @@
     const wrap = document.createElement("div");
     wrap.className = "row";
     wrap.innerHTML = `<label for="auditor-key">${esc(t("funds.key"))}</label>
+      <input type="password" id="key-pass" autocomplete="off" placeholder="${esc(t("funds.pass"))}">
       <input type="file" id="auditor-key" accept=".pem">
       <span id="key-state" class="muted">${esc(GovSign.keyName() || "")}</span>`;
     $("#auditor-key", wrap).onchange = async e => {
       try {
-        const pub = await GovSign.loadKeyFile(e.target.files[0]);
+        const pub = await GovSign.loadKeyFile(e.target.files[0], $("#key-pass", wrap).value);
+        $("#key-pass", wrap).value = "";
         let who = pub.slice(0, 16) + "…";
         try { const a = await api(`/v1/accounts/${pub}`); who = `${a.name} (${a.roles.join(", ")})`; } catch { /* unknown key */ }
         $("#key-state", wrap).textContent = who;

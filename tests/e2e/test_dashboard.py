@@ -170,3 +170,41 @@ def test_fund_trail_shows_the_payees(demo: LocalNet, page: Any) -> None:
 
 def _org(demo: LocalNet, role: str) -> dict[str, Any]:
     return next(o for o in demo.orgs if role in o["roles"])
+
+
+def test_a_passphrase_protected_key_signs_in_the_browser(demo: LocalNet, page: Any,
+                                                         tmp_path: Path) -> None:
+    """Goal: an auditor whose key file is passphrase-protected (SPEC §3) signs reads in the
+    dashboard too: the file as govledger writes it (PBES2, PBKDF2-HMAC-SHA256, SM4-CBC)
+    and as `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes it, opened in the browser with the
+    passphrase typed; without one, or with a wrong one, the page says so. Method: encrypt
+    the 审计局 key both ways; load each on the alerts page; the alerts then load."""
+    import subprocess
+
+    from ledger.crypto import load_private_key_file
+
+    plain = demo.dir / _org(demo, "auditor")["key"]
+    passphrase = "审计 口令 2026"
+    sm4_file = tmp_path / "sjj-sm4.pem"
+    load_private_key_file(plain, "sm").save(sm4_file, passphrase.encode())
+    assert b"ENCRYPTED PRIVATE KEY" in sm4_file.read_bytes()
+    aes_file = tmp_path / "sjj-aes.pem"
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(plain),
+                    "-out", str(aes_file), "-passout", f"pass:{passphrase}"], check=True)
+    page.goto(demo.url(0) + "/#/alerts")
+    page.set_input_files("#auditor-key", str(sm4_file))
+    page.wait_for_function("document.querySelector('#key-state').textContent.includes('passphrase')")
+    page.fill("#key-pass", "not it")
+    page.set_input_files("#auditor-key", str(aes_file))
+    page.wait_for_function("document.querySelector('#key-state').textContent.includes('wrong passphrase')")
+    for protected in (sm4_file, aes_file):
+        page.fill("#key-pass", passphrase)
+        page.set_input_files("#auditor-key", str(protected))
+        page.wait_for_function(
+            "document.querySelector('#key-state').textContent.includes('审计')")
+        assert page.input_value("#key-pass") == ""  # not kept in the page
+        page.select_option("#alert-rule", "split_payment")
+        page.wait_for_selector("#alerts tbody tr[data-rule='split_payment']")
+        page.select_option("#alert-rule", "")
+        page.goto(demo.url(0) + "/#/explorer")
+        page.goto(demo.url(0) + "/#/alerts")
