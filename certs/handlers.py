@@ -143,7 +143,7 @@ def precheck(state_get: StateGet, tx: Transaction) -> str | None:
     return issuer_problem(state_get, tx.sender, tx.payload.get("id"), None)
 
 
-_PAYLOAD_FIELDS: Final = {
+PAYLOAD_FIELDS: Final = {
     ISSUE_TX: {"id", "digest", "valid_from", "valid_until", "holder", "holder_code_type"},
     RENEW_TX: {"id", "supersedes", "digest", "valid_from", "valid_until"},
     SUSPEND_TX: {"id", "reason"}, REINSTATE_TX: {"id", "reason"}, REVOKE_TX: {"id", "reason"},
@@ -155,7 +155,7 @@ def payload_problem(tx_type: str, payload: dict[str, Value]) -> str | None:
     words, or None: admission's stateless check (HTTP 400), so a malformed certificate
     transaction never reaches a block (where a refused one would still stay for good)."""
     try:
-        _fields(payload, _PAYLOAD_FIELDS[tx_type])
+        _fields(payload, PAYLOAD_FIELDS[tx_type])
         cert_id = payload["id"]
         if not isinstance(cert_id, str):
             return "payload.id must be a certificate identifier"
@@ -299,7 +299,7 @@ def _canonical_id(value: Value) -> str:
 
 def issue(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
-    _fields(payload, _PAYLOAD_FIELDS[ISSUE_TX])
+    _fields(payload, PAYLOAD_FIELDS[ISSUE_TX])
     _require_issuer(ctx)
     cert_id = _canonical_id(payload["id"])
     cid = _first_version(cert_id)
@@ -323,7 +323,7 @@ def issue(ctx: ExecContext) -> None:
 
 def renew(ctx: ExecContext) -> None:
     payload = ctx.tx.payload
-    _fields(payload, _PAYLOAD_FIELDS[RENEW_TX])
+    _fields(payload, PAYLOAD_FIELDS[RENEW_TX])
     _require_issuer(ctx)
     cert_id = _canonical_id(payload["id"])
     old_id = _supersedes(payload)
@@ -356,7 +356,7 @@ def renew(ctx: ExecContext) -> None:
 
 def _transition(ctx: ExecContext, event: str) -> None:
     payload = ctx.tx.payload
-    _fields(payload, _PAYLOAD_FIELDS[SUSPEND_TX])
+    _fields(payload, PAYLOAD_FIELDS[SUSPEND_TX])
     _require_issuer(ctx)
     cert_id = _canonical_id(payload["id"])
     reason = _reason(payload)
