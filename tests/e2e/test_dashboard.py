@@ -193,15 +193,15 @@ def test_a_passphrase_protected_key_signs_in_the_browser(demo: LocalNet, page: A
                     "-out", str(aes_file), "-passout", f"pass:{passphrase}"], check=True)
     page.goto(demo.url(0) + "/#/alerts")
     page.set_input_files("#auditor-key", str(sm4_file))
-    page.wait_for_function("document.querySelector('#key-state').textContent.includes('passphrase')")
+    state = "document.querySelector('#key-state').textContent"
+    page.wait_for_function(f"{state}.includes('passphrase')")
     page.fill("#key-pass", "not it")
     page.set_input_files("#auditor-key", str(aes_file))
-    page.wait_for_function("document.querySelector('#key-state').textContent.includes('wrong passphrase')")
+    page.wait_for_function(f"{state}.includes('wrong passphrase')")
     for protected in (sm4_file, aes_file):
         page.fill("#key-pass", passphrase)
         page.set_input_files("#auditor-key", str(protected))
-        page.wait_for_function(
-            "document.querySelector('#key-state').textContent.includes('审计')")
+        page.wait_for_function(f"{state}.includes('审计')")
         assert page.input_value("#key-pass") == ""  # not kept in the page
         page.select_option("#alert-rule", "split_payment")
         page.wait_for_selector("#alerts tbody tr[data-rule='split_payment']")
