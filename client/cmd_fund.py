@@ -170,8 +170,8 @@ def add_parser(sub: Any) -> None:
 
     q = fs.add_parser("balance", help="balance sheet of a fund and everything below it",
                       epilog="Example: govledger fund balance FJ2026-ZD-0001\n"
-                             "         govledger fund balance FJ2026-ZD-0001 --genesis "
-                             "genesis.json   # checked here, trusting no node")
+                             "Checked here, trusting no node: govledger fund balance "
+                             "FJ2026-ZD-0001 --genesis genesis.json")
     q.add_argument("tag", type=_tag, metavar="TAG")
     q.add_argument("--format", choices=("table", "json", "dot"), default="table")
     q.add_argument("--genesis", help="the network's genesis.json: fetch the fund records "
