@@ -153,8 +153,9 @@ class AsyncClient(Operations):
                   signed: bool = False) -> Any:
         return await self._run(self.op_get(path, query, signed))
 
-    async def get_bytes(self, path: str, query: dict[str, str] | None = None) -> bytes:
-        return await self._run(self.op_get_bytes(path, query))
+    async def get_bytes(self, path: str, query: dict[str, str] | None = None,
+                        signed: bool = False) -> bytes:
+        return await self._run(self.op_get_bytes(path, query, signed))
 
     async def post(self, path: str, body: Any, signed: bool = False) -> Any:
         return await self._run(self.op_post(path, body, signed))

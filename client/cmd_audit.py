@@ -12,9 +12,10 @@ Verbs:
   from the genesis file: links, Merkle roots, commit certificates, and the state by
   replaying every transaction; reports the first broken height. Needs no network; stop
   the node first (LevelDB allows one process) or work on a copy of its folder.
-- ``verify-chain --genesis G`` (no ``--data``) — the same checks over the blocks a node
-  serves (``--node``), fetched one by one: an auditor who runs no node verifies the
-  whole ledger trusting the genesis file alone, not the node that served it.
+- ``verify-chain --genesis G --key K`` (no ``--data``) — the same checks over the blocks a
+  node serves (``--node``), fetched 100 at a time: an auditor who runs no node verifies
+  the whole ledger trusting the genesis file alone, not the node that served it. Blocks
+  with fund flows or signed reads come in full only to an auditor's signed read.
 
 Exit codes: 0 success (verify-chain: intact), 1 refused or broken, 2 usage or connection.
 """
@@ -32,7 +33,7 @@ from fiscal.model import check_flow_id
 from fiscal.payee import open_payee
 from fiscal.rules import RULES
 from ledger.codec import Value
-from ledger.errors import CorruptionError, CryptoError, InputError
+from ledger.errors import CorruptionError, CryptoError, DecodeError, InputError
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -80,12 +81,16 @@ def add_parser(sub: Any) -> None:
                        epilog="Examples: govledger audit verify-chain --data "
                               "govledger-demo/node0/data --genesis govledger-demo/genesis.json\n"
                               "  govledger --node http://127.0.0.1:7701 audit verify-chain "
-                              "--genesis govledger-demo/genesis.json",
+                              "--genesis govledger-demo/genesis.json --key keys/sjj.pem",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     q.add_argument("--data", metavar="DIR",
                    help="the node's folder, its data folder, or the LevelDB folder; without "
                         "it every block is fetched from --node and verified here")
     q.add_argument("--genesis", required=True, metavar="FILE")
+    q.add_argument("--key", default=argparse.SUPPRESS,
+                   help="without --data: an auditor's key, for blocks that hold private "
+                        "transactions (fund flows, signed reads), which nodes serve in full "
+                        "only to an auditor's signed read (one per 100 blocks, logged)")
     _json_flag(q)
     q.set_defaults(handler=run_verify_chain)
 
@@ -154,38 +159,58 @@ def run_reveal(args: argparse.Namespace, ctx: Context) -> int:
 
 
 class NodeBlocks:
-    """The chain as a node serves it (``GET /v1/blocks/H`` in canonical msgpack), a
-    :class:`ledger.chain.BlockSource` for :func:`ledger.chain.verify_blocks`. Nothing in it
-    is trusted: every block is checked against the replay from the genesis file."""
+    """The chain as a node serves it (``GET /v1/blocks?from=H&count=N`` in canonical
+    msgpack, a range at a time), a :class:`ledger.chain.BlockSource` for
+    :func:`ledger.chain.verify_blocks`. Nothing in it is trusted: every block is checked
+    against the replay from the genesis file. Blocks with private transactions (fund
+    flows, signed reads) come in full only to an auditor's signed read — one per range,
+    so one access-log entry per RANGE blocks."""
 
-    def __init__(self, client: Client) -> None:
+    RANGE = 100
+
+    def __init__(self, client: Client, signed: bool = False) -> None:
         self.client = client
-        self.height = -1
-        self.parts: tuple[Any, Any, Any] | None = None
+        self.signed = signed
+        self.parts: dict[int, tuple[Any, Any, Any]] = {}
+        self.end = 0  # the heights in ``parts`` are [end - RANGE, end)
 
     def head_height(self) -> int:
         return int(self.client.status()["height"])
 
     def _fetch(self, height: int) -> tuple[Any, Any, Any] | None:
-        from client.sdk import NodeError
+        from ledger.codec import decode_value
+
+        if height in self.parts:
+            return self.parts[height]
+        if self.end - self.RANGE <= height < self.end:
+            return None  # past the head when the range was read
+        raw = self.client.get_bytes("/v1/blocks", {"from": str(height),
+                                                   "count": str(self.RANGE)},
+                                    signed=self.signed)
+        value = decode_value(raw)
+        listed = value.get("blocks") if isinstance(value, dict) else None
+        if not isinstance(listed, list):
+            raise DecodeError(f"from height {height}: the node's answer is not a list of "
+                              "blocks")
+        self.parts, self.end = {}, height + self.RANGE
+        for i, block in enumerate(listed):
+            self.parts[height + i] = self._parse(height + i, block)
+        return self.parts.get(height)
+
+    def _parse(self, height: int, value: object) -> tuple[Any, Any, Any]:
         from ledger.block import Block, BlockHeader, CommitCertificate, TxResult
-        from ledger.codec import decode_value, from_value
-        from ledger.errors import DecodeError
+        from ledger.codec import from_value
         from ledger.tx import Transaction
 
-        if height == self.height:
-            return self.parts
-        try:
-            raw = self.client.get_bytes(f"/v1/blocks/{height}")
-        except NodeError as exc:
-            if exc.status != 404:
-                raise
-            self.height, self.parts = height, None
-            return None
-        value = decode_value(raw)
         listed = value.get("txs") if isinstance(value, dict) else None
         if not isinstance(value, dict) or not isinstance(listed, list):
             raise DecodeError(f"height {height}: the node's answer is not a block")
+        if value.get("height") != height:
+            raise DecodeError(f"the node answered block {value.get('height')!r} for {height}")
+        if any(isinstance(t, dict) and t.get("redacted") for t in listed):
+            raise UsageError(f"block {height} holds private transactions (fund flows, signed "
+                             "reads) that nodes show only to an auditor: verify with an "
+                             "auditor's key, --key PATH")
         header = from_value(BlockHeader, value.get("header"), f"block {height}.header")
         txs = [from_value(Transaction, {k: v for k, v in t.items() if k != "tx_id"}
                           if isinstance(t, dict) else t, f"block {height}.txs")
@@ -194,8 +219,7 @@ class NodeBlocks:
         cert = value.get("certificate")
         certificate = None if cert is None else from_value(
             CommitCertificate, cert, f"block {height}.certificate")
-        self.height, self.parts = height, (Block(header, txs), certificate, results)
-        return self.parts
+        return Block(header, txs), certificate, results
 
     def get_block(self, height: int) -> Any:
         parts = self._fetch(height)
@@ -238,7 +262,8 @@ def run_verify_chain(args: argparse.Namespace, ctx: Context) -> int:
             return report
 
     if args.data is None:
-        source = NodeBlocks(ctx.client())
+        client = ctx.client()
+        source = NodeBlocks(client, signed=client.key is not None)
         head = source.head_height()
         report = run(lambda step: verify_blocks(source, genesis, build_registry, step,
                                                 head)[0], head)

@@ -133,8 +133,12 @@ class Operations:
         return (yield build_call("GET", path, strings, headers=sign() if sign else None,
                                  resign=sign))
 
-    def op_get_bytes(self, path: str, query: Mapping[str, object] | None = None) -> Op[bytes]:
-        data: bytes = yield build_call("GET", path, query, raw_response=True)
+    def op_get_bytes(self, path: str, query: Mapping[str, object] | None = None,
+                     signed: bool = False) -> Op[bytes]:
+        strings = {k: str(v) for k, v in (query or {}).items()}
+        sign = (yield from self._read_signer("GET", path, strings)) if signed else None
+        data: bytes = yield build_call("GET", path, strings, raw_response=True,
+                                       headers=sign() if sign else None, resign=sign)
         return data
 
     def op_post(self, path: str, body: Any, signed: bool = False) -> Op[Any]:
@@ -163,7 +167,11 @@ class Operations:
                 suite = self.key.suite
             else:
                 suite = get_suite(str((yield from self.op_status())["suite"]))
-            value = yield build_call("GET", f"/v1/tx/{tx.tx_id(suite).hex()}")
+            # Signed when we can: a private transaction (a fund flow) is shown whole only
+            # to its organisation's officers and auditors (the node ignores the signed
+            # read for any other transaction).
+            value = yield from self.op_get(f"/v1/tx/{tx.tx_id(suite).hex()}",
+                                           signed=self.key is not None)
         return value
 
     def op_submit(self, tx_type: str, payload: dict[str, Value], wait: bool = True

@@ -206,9 +206,11 @@ class Client(Operations):
         """
         return self._run(self.op_get(path, query, signed))
 
-    def get_bytes(self, path: str, query: dict[str, str] | None = None) -> bytes:
-        """GET ``path`` as canonical msgpack (the exact bytes, e.g. a proof bundle)."""
-        return self._run(self.op_get_bytes(path, query))
+    def get_bytes(self, path: str, query: dict[str, str] | None = None, signed: bool = False
+                  ) -> bytes:
+        """GET ``path`` as canonical msgpack (the exact bytes, e.g. a proof bundle);
+        ``signed`` attaches a signed read, as for :meth:`get`."""
+        return self._run(self.op_get_bytes(path, query, signed))
 
     def post(self, path: str, body: Any, signed: bool = False) -> Any:
         """POST a JSON body; ``signed`` attaches a signed read naming method and path

@@ -97,7 +97,7 @@ def register(registry: Registry) -> None:
     handlers = {APPROPRIATE_TX: appropriate, ALLOCATE_TX: allocate, PAY_TX: pay,
                 RETURN_TX: return_funds}
     for tx_type, handler in handlers.items():
-        registry.register(tx_type, handler, precheck=precheck,
+        registry.register(tx_type, handler, precheck=precheck, private=True,
                           payload_check=functools.partial(payloads.payload_problem, tx_type))
     registry.on_begin_block(rules.idle_hook)
     registry.register_kind(rules.PROHIBITED_KIND)

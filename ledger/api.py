@@ -7,10 +7,19 @@ Routes (JSON by default, msgpack with ``Accept: application/msgpack``):
   ``?wait=commit`` answers only once its block is appended.
 - ``GET /v1/tx/{id}`` — status, block height, result and inclusion proof.
 - ``GET /v1/status`` — height, view, primary, peers, mempool, chain id, …
-- ``GET /v1/blocks/{height}`` — header, transactions, results, certificate.
+- ``GET /v1/blocks/{height}`` — header, transactions, results, certificate;
+  ``GET /v1/blocks?from=H&count=N`` — up to 100 of them at once.
 - ``GET /v1/evidence/{digest}`` — an anchor record and its proof bundle.
 - ``GET /v1/openapi.json`` — OpenAPI 3 description of every route.
 - ``GET /metrics`` — Prometheus text format.
+
+Private transactions (``Registry.is_private``: fund flows, signed reads) are what their
+apps show only to the roles they name, so these routes show each one's payload and
+result only to an auditor's signed read, or to a finance officer's for the transactions
+its own organisation sent; anyone else sees the transaction's id, type and sender, and
+each as its RFC 9162 leaf hash (``redacted``), which still checks against the header's
+``tx_root`` and ``result_root``. A block without private transactions needs no signed
+read.
 
 Errors are ``{"error": code, "detail": text}`` with a 4xx status for
 anything a client can send; the error middleware turns any unexpected
@@ -30,12 +39,16 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from ledger import acl
 from ledger.acl import AccountRecord
 from ledger.admission import Rejection, TokenBuckets, parse_tx
+from ledger.block import Block, TxResult
 from ledger.chain import Chain
 from ledger.codec import encode_value, to_json_value, to_value
 from ledger.errors import InputError
+from ledger.merkle import leaf_hash
 from ledger.proofs import build_evidence_proof, build_header_proof, build_tx_inclusion
+from ledger.reads import HEADER as READ_HEADER
 from ledger.tx import Transaction
 
 log = logging.getLogger("govledger.api")
@@ -268,6 +281,46 @@ async def post_tx(request: web.Request) -> web.Response:
     return reply(request, result, status=200 if result.get("status") == "committed" else 202)
 
 
+BLOCKS_PER_REQUEST = 100
+
+
+def _hidden_tx(chain: Chain, tx: Transaction) -> dict[str, Any]:
+    return {"tx_id": tx.tx_id(chain.suite), "type": tx.type, "sender": tx.sender,
+            "redacted": True, "leaf": leaf_hash(chain.suite.hash, tx.encoded())}
+
+
+def _hidden_result(chain: Chain, result: TxResult) -> dict[str, Any]:
+    return {"tx_id": result.tx_id, "ok": result.ok, "code": result.code, "reason": "",
+            "data": {}, "redacted": True, "leaf": leaf_hash(chain.suite.hash, result.encoded())}
+
+
+async def _viewer(request: web.Request, node: NodeHandle, txs: list[Transaction]
+                  ) -> Callable[[Transaction], bool]:
+    """Which of ``txs`` this request sees whole. Without a signed read: the public ones.
+    A signed read (checked, and logged) by an auditor: all; by a finance officer: also
+    the private ones its organisation's keys sent. Anyone else's signed read is a 403, not
+    a quiet redaction: it asked for what it may not see."""
+    registry = node.chain.registry
+    if not any(registry.is_private(tx.type) for tx in txs):
+        return lambda tx: True
+    if READ_HEADER not in request.headers:
+        return lambda tx: not registry.is_private(tx.type)
+    reader = await node.authorize_read(request, ("auditor", "finance"))
+    if "auditor" in reader.roles:
+        return lambda tx: True
+    orgs: dict[bytes, str | None] = {}
+
+    def sees(tx: Transaction) -> bool:
+        if not registry.is_private(tx.type):
+            return True
+        if tx.sender not in orgs:
+            account = acl.get_account(node.chain.state_get, tx.sender)
+            orgs[tx.sender] = account.org if account is not None else None
+        return bool(reader.org) and orgs[tx.sender] == reader.org
+
+    return sees
+
+
 async def get_tx(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     tx_id = _hex_arg(request, "tx_id", 32)
@@ -279,16 +332,49 @@ async def get_tx(request: web.Request) -> web.Response:
     height, index, result = found
     inclusion = build_tx_inclusion(node.chain, height, index)
     header = build_header_proof(node.chain, height)
+    tx: Any = inclusion.tx
+    shown: Any = result
+    if node.chain.registry.is_private(tx.type):
+        if READ_HEADER in request.headers:
+            await _own_or_audited(request, node, tx)
+        else:
+            tx, shown = _hidden_tx(node.chain, tx), _hidden_result(node.chain, result)
     return reply(request, {
         "tx_id": tx_id, "status": "committed", "height": height, "index": index,
-        "result": result, "tx": inclusion.tx,
+        "result": shown, "tx": tx,
         "proof": {"index": inclusion.index, "size": inclusion.size, "path": inclusion.path},
         "header": header.header, "certificate": header.certificate,
     })
 
 
+async def _own_or_audited(request: web.Request, node: NodeHandle, tx: Transaction) -> None:
+    """A private transaction in full: to an auditor, or to a finance officer of the
+    organisation whose key sent it (a retried submission learns its own result)."""
+    if not (await _viewer(request, node, [tx]))(tx):
+        raise Rejection(403, "forbidden", "a finance officer may see only its own "
+                                          "organisation's private transactions")
+
+
 async def get_status(request: web.Request) -> web.Response:
     return reply(request, request.app[NODE_KEY].status())
+
+
+def _block_view(node: NodeHandle, height: int, block: Block,
+                sees: Callable[[Transaction], bool]) -> dict[str, Any]:
+    chain, store = node.chain, node.chain.store
+    results = store.get_results(height) or []
+    private = [not sees(tx) for tx in block.txs]
+    return {
+        "height": height,
+        "block_hash": block.header.block_hash(chain.suite),
+        "header": block.header,
+        "txs": [_hidden_tx(chain, tx) if hide else {"tx_id": tx.tx_id(chain.suite),
+                                                      **to_value(tx)}  # type: ignore[dict-item]
+                for tx, hide in zip(block.txs, private, strict=True)],
+        "results": [_hidden_result(chain, r) if hide else r
+                    for r, hide in zip(results, private, strict=False)],
+        "certificate": store.get_certificate(height),
+    }
 
 
 async def get_block(request: web.Request) -> web.Response:
@@ -299,15 +385,25 @@ async def get_block(request: web.Request) -> web.Response:
     if block is None:
         return error(404, "not_found", f"no block at height {height} (head is "
                                        f"{store.head_height()})")
-    suite = node.chain.suite
-    return reply(request, {
-        "height": height,
-        "block_hash": block.header.block_hash(suite),
-        "header": block.header,
-        "txs": [{"tx_id": tx.tx_id(suite), **to_value(tx)} for tx in block.txs],  # type: ignore[dict-item]
-        "results": store.get_results(height) or [],
-        "certificate": store.get_certificate(height),
-    })
+    sees = await _viewer(request, node, block.txs)
+    return reply(request, _block_view(node, height, block, sees))
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    """``?from=H&count=N``: blocks H .. H+N-1 that exist (up to BLOCKS_PER_REQUEST), with
+    one signed read for all of them when some hold private transactions."""
+    node = request.app[NODE_KEY]
+    first = int_query(request, "from", 0, 0, 2**62)
+    count = int_query(request, "count", 20, 1, BLOCKS_PER_REQUEST)
+    store = node.chain.store
+    blocks = []
+    for height in range(first, min(first + count, store.head_height() + 1)):
+        block = store.get_block(height)
+        assert block is not None, f"no block {height} below the head"
+        blocks.append((height, block))
+    sees = await _viewer(request, node, [tx for _, b in blocks for tx in b.txs])
+    return reply(request, {"blocks": [_block_view(node, h, b, sees) for h, b in blocks],
+                           "head": store.head_height()})
 
 
 async def get_evidence(request: web.Request) -> web.Response:
@@ -377,11 +473,21 @@ def op(summary: str, params: list[tuple[str, str]] | None = None, body: bool = F
 LEDGER_OPENAPI: dict[str, Any] = {
     "/v1/tx": {"post": op("Submit a signed transaction", [("wait", "query")], body=True,
                            statuses=(200, 202, 400, 401, 403, 409, 413, 429, 503))},
-    "/v1/tx/{tx_id}": {"get": op("Transaction status, result and inclusion proof",
-                                  [("tx_id", "path")])},
+    "/v1/tx/{tx_id}": {"get": op("Transaction status, result and inclusion proof (a fund "
+                                  "flow or signed read whole only to a signed read)",
+                                  [("tx_id", "path"), ("X-Govledger-Read", "header")],
+                                  statuses=(200, 400, 401, 403, 404, 409, 503))},
     "/v1/status": {"get": op("Node status", statuses=(200,))},
-    "/v1/blocks/{height}": {"get": op("Block with results and commit certificate",
-                                       [("height", "path")])},
+    "/v1/blocks": {"get": op("Blocks from..from+count-1 (up to 100); private transactions "
+                             "whole to an auditor's signed read (a finance officer's: its "
+                             "organisation's), else as leaf hashes",
+                             [("from", "query"), ("count", "query"),
+                              ("X-Govledger-Read", "header")],
+                             statuses=(200, 400, 401, 403, 409, 503))},
+    "/v1/blocks/{height}": {"get": op("Block with results and commit certificate (private "
+                                       "transactions as for /v1/blocks)",
+                                       [("height", "path"), ("X-Govledger-Read", "header")],
+                                       statuses=(200, 400, 401, 403, 404, 409, 503))},
     "/v1/evidence/{digest}": {"get": op("Anchored digest with its proof bundle",
                                          [("digest", "path")])},
     "/v1/openapi.json": {"get": op("This document", statuses=(200,))},
@@ -395,6 +501,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/tx/{tx_id}", get_tx)
     app.router.add_get("/v1/status", get_status)
     app.router.add_get("/v1/blocks/{height}", get_block)
+    app.router.add_get("/v1/blocks", list_blocks)
     app.router.add_get("/v1/evidence/{digest}", get_evidence)
     app.router.add_get("/v1/openapi.json", get_openapi)
     app.router.add_get("/metrics", get_metrics)

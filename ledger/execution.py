@@ -130,6 +130,7 @@ class Registry:
         self._handlers: dict[str, Handler] = {}
         self._prechecks: dict[str, Precheck] = {}
         self._payload_checks: dict[str, PayloadCheck] = {}
+        self._private: set[str] = set()
         self._begin_hooks: list[BeginBlockHook] = []
         self._genesis_hooks: list[GenesisHook] = []
         self._sender_checks: list[SenderCheck] = []
@@ -167,9 +168,14 @@ class Registry:
         return writes
 
     def register(self, tx_type: str, handler: Handler, precheck: Precheck | None = None,
-                 payload_check: PayloadCheck | None = None) -> None:
+                 payload_check: PayloadCheck | None = None, private: bool = False) -> None:
+        """``private``: the type's payloads and results are what its app shows only to
+        roles it names (fund flows, signed reads), so the public block and transaction
+        routes show them as their hashes only (``ledger.api``)."""
         assert tx_type not in self._handlers, f"{tx_type} registered twice"
         self._handlers[tx_type] = handler
+        if private:
+            self._private.add(tx_type)
         if precheck is not None:
             self._prechecks[tx_type] = precheck
         if payload_check is not None:
@@ -180,6 +186,9 @@ class Registry:
 
     def payload_check(self, tx_type: str) -> PayloadCheck | None:
         return self._payload_checks.get(tx_type)
+
+    def is_private(self, tx_type: str) -> bool:
+        return tx_type in self._private
 
     def on_begin_block(self, hook: BeginBlockHook) -> None:
         self._begin_hooks.append(hook)

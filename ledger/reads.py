@@ -139,7 +139,7 @@ def authorize(header: str | None, request: ReadRequest, roles: tuple[str, ...], 
 
 
 def register(registry: Registry) -> None:
-    registry.register(READ_TX, record_read, precheck=_registered)
+    registry.register(READ_TX, record_read, precheck=_registered, private=True)
 
 
 def _registered(state_get: StateGet, tx: Transaction) -> str | None:

@@ -86,7 +86,8 @@ async function pageBlock(main, height) {
   const rows = b.txs.map((tx, i) => {
     const r = results[i] || {};
     const res = r.ok ? `<span class="tag ok">ok</span>` : `<span class="tag bad">${esc(r.code)}</span> ${esc(r.reason)}`;
-    return `<tr><td>${i}</td><td><code>${esc(short(tx.tx_id, 16))}</code></td><td>${esc(tx.type)}</td>
+    const hidden = tx.redacted ? ` <span class="tag" title="${esc(t("restricted.why"))}">${esc(t("restricted"))}</span>` : "";
+    return `<tr data-type="${esc(tx.type)}"><td>${i}</td><td><code>${esc(short(tx.tx_id, 16))}</code></td><td>${esc(tx.type)}${hidden}</td>
       <td>${who[tx.sender] ? esc(who[tx.sender]) : `<code>${esc(short(tx.sender, 16))}</code>`}</td><td>${res}</td></tr>`;
   }).join("");
   main.innerHTML = `<p><a href="#/explorer">← ${esc(t("back"))}</a></p>

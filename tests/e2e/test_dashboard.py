@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from client.offline import verify_bundle
+from client.sdk import request
 from ledger.samples import load_samples
 from tests.e2e.netharness import LocalNet
 
@@ -74,8 +75,9 @@ def shot(page: Any, name: str) -> None:
 
 def test_explorer_shows_blocks_and_signers(demo: LocalNet, page: Any) -> None:
     """Goal: the explorer shows the network's status and its latest blocks with proposer and
-    commit-certificate signers; a block opens with its transactions. Method: load the page,
-    read the table, click the newest block; toggle English."""
+    commit-certificate signers; a block opens with its transactions, a payment among them
+    marked restricted (its content is for auditors). Method: load the page, read the
+    table, click the newest block; toggle English; open a block with a payment."""
     page.goto(demo.url(0) + "/#/explorer")
     page.wait_for_selector("#blocks tbody tr")
     height = demo.status(0)["height"]
@@ -89,6 +91,14 @@ def test_explorer_shows_blocks_and_signers(demo: LocalNet, page: Any) -> None:
     page.click("#lang")
     page.wait_for_selector("h1:has-text('Block')")
     page.click("#lang")
+    # A block with a payment: its type and sender shown, its content marked restricted.
+    paid = next(h for h in range(1, height + 1)
+                if any(tx["type"] == "fiscal.pay"
+                       for tx in request(f"{demo.url(0)}/v1/blocks/{h}")["txs"]))
+    page.goto(demo.url(0) + f"/#/block/{paid}")
+    row = page.locator("tr[data-type='fiscal.pay']").first
+    row.wait_for()
+    assert "内容受限" in row.inner_text()
 
 
 def test_verify_valid_and_revoked_certificates(demo: LocalNet, page: Any) -> None:

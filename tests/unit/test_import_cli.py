@@ -293,7 +293,15 @@ class FakeCertNode:
             self.commit()
         return {"height": len(self.blocks)}
 
-    def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    def get(self, path: str, query: dict[str, str] | None = None, signed: bool = False
+            ) -> dict[str, Any]:
+        if path == "/v1/blocks":
+            assert query is not None and not signed  # certificates are not private
+            first = int(query["from"])
+            return {"blocks": [
+                {"height": h, "txs": [{"tx_id": t} for t, _ in self.blocks[h - 1]],
+                 "results": [r for _, r in self.blocks[h - 1]]}
+                for h in range(first, min(first + int(query["count"]), len(self.blocks) + 1))]}
         if path.startswith("/v1/accounts/"):
             return {"org": SCJGJ.uscc}
         if path.startswith("/v1/orgs/"):
@@ -305,8 +313,7 @@ class FakeCertNode:
             if found is None:
                 raise NodeError(404, "not_found", "no such certificate")
             return found
-        block = self.blocks[int(path.removeprefix("/v1/blocks/")) - 1]
-        return {"txs": [{"tx_id": t} for t, _ in block], "results": [r for _, r in block]}
+        raise AssertionError(f"unexpected GET {path}")
 
 
 def _import_certs(node: FakeCertNode, text: str, out_dir: Path, today: str = TODAY,
@@ -638,16 +645,21 @@ class FakeLedger:
             self.mempool = []
         return {"height": self.start + len(self.blocks)}
 
-    def get(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+    def get(self, path: str, query: dict[str, str] | None = None, signed: bool = False
+            ) -> dict[str, Any]:
         if path == "/v1/fiscal/vouchers":
             assert query is not None and query["org"] == ORG
             if query["voucher"] not in self.vouchers:
                 raise NodeError(404, "not_found", "no flow under that voucher")
             return self.vouchers[query["voucher"]]
-        height = int(path.removeprefix("/v1/blocks/"))
-        self.fetched.append(height)
-        block = self.blocks[height - self.start - 1]
-        return {"txs": [{"tx_id": t} for t, _ in block], "results": [r for _, r in block]}
+        assert path == "/v1/blocks" and query is not None, path
+        assert signed  # fund flows are private: their results need the officer's signed read
+        first, head = int(query["from"]), self.start + len(self.blocks)
+        heights = range(first, min(first + int(query["count"]), head + 1))
+        self.fetched += heights
+        return {"blocks": [
+            {"height": h, "txs": [{"tx_id": t} for t, _ in self.blocks[h - self.start - 1]],
+             "results": [r for _, r in self.blocks[h - self.start - 1]]} for h in heights]}
 
     def _execute(self, tx: FakeTx) -> dict[str, Any]:
         voucher = tx.payload.get("voucher")

@@ -261,7 +261,8 @@ def test_resubmission_after_a_lost_reply_returns_the_receipt() -> None:
     """Goal: when a retried transaction is refused as a duplicate (the first attempt got
     in), the client returns the transaction's receipt instead of the 409. Method: the node
     answers POST /v1/tx with 409 duplicate; GET /v1/tx/{id} with a committed result; the
-    GET must name the id of the signed transaction that was posted."""
+    GET must name the id of the signed transaction that was posted, and be a signed read
+    (a private transaction's result is shown only to its organisation and auditors)."""
     key = CertNet().devnet.account_keys["scjgj"]
     receipt = {"tx_id": "", "status": "committed", "height": 9, "index": 0,
                "result": {"tx_id": "", "ok": True, "code": "ok", "reason": "", "data": {}}}
@@ -279,6 +280,8 @@ def test_resubmission_after_a_lost_reply_returns_the_receipt() -> None:
     assert post[1] == "/v1/tx?wait=commit" and post[2]["Content-Type"] == MSGPACK
     assert post[3] == tx.encoded()
     assert script.seen[-1][:2] == ("GET", f"/v1/tx/{tx_id}")
+    # Signed: were it a fund flow, the node would show it whole only to a signed read.
+    assert "X-Govledger-Read" in script.seen[-1][2]
 
 
 # -- the async client ---------------------------------------------------------------------------
