@@ -78,3 +78,14 @@ def one_node_network(directory: Path, chain_id: str, time_ms: int
         yield f"http://127.0.0.1:{port}", runner
     finally:
         runner.stop()
+
+
+@contextmanager
+def sample_network(directory: Path, chain_id: str, time_ms: int) -> Iterator[tuple[Path, str]]:
+    """:func:`one_node_network` loaded with the demo's sample data (certificates, budget
+    flows, governance): (its folder, its URL)."""
+    from ledger.samples import load_samples
+
+    with one_node_network(directory, chain_id, time_ms) as (url, _):
+        load_samples(directory, [url])
+        yield directory, url

@@ -21,9 +21,8 @@ from ledger.block import TxResult
 from ledger.codec import decode_value, from_value
 from ledger.crypto import get_suite, load_private_key_file
 from ledger.merkle import MerkleTree, leaf_hash, verify_inclusion
-from ledger.samples import load_samples
 from ledger.tx import Transaction
-from tests.unit.node_harness import one_node_network
+from tests.unit.node_harness import sample_network
 
 TIME_MS = 1_767_225_600_000
 MSGPACK = {"Accept": "application/msgpack"}
@@ -32,10 +31,8 @@ HASH = get_suite("sm").hash
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    directory = tmp_path_factory.mktemp("net")
-    with one_node_network(directory, "govledger-private", TIME_MS) as (url, _):
-        load_samples(directory, [url])
-        yield directory, url
+    with sample_network(tmp_path_factory.mktemp("net"), "govledger-private", TIME_MS) as served:
+        yield served
 
 
 def keyed(directory: Path, pem: Path | str, url: str) -> Client:

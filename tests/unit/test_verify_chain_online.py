@@ -26,8 +26,7 @@ from client.cli import main as govledger
 from client.sdk import request
 from ledger.block import BlockHeader, CommitCertificate
 from ledger.codec import decode_value, encode_value, from_value, to_value
-from ledger.samples import load_samples
-from tests.unit.node_harness import one_node_network
+from tests.unit.node_harness import sample_network
 
 TIME_MS = 1_767_225_600_000
 MSGPACK = "application/msgpack"
@@ -35,10 +34,8 @@ MSGPACK = "application/msgpack"
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    directory = tmp_path_factory.mktemp("net")
-    with one_node_network(directory, "govledger-audit", TIME_MS) as (url, _):
-        load_samples(directory, [url])
-        yield directory, url
+    with sample_network(tmp_path_factory.mktemp("net"), "govledger-audit", TIME_MS) as served:
+        yield served
 
 
 def verify(capsys: pytest.CaptureFixture[str], url: str, directory: Path, key: str = "sjj"
